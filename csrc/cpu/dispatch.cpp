@@ -1,0 +1,61 @@
+// Run-time choice of the CPU kernels' instruction set. It follows ATen's own
+// choice (at::get_cpu_capability), so ATEN_CPU_CAPABILITY=avx2 or =default
+// selects the narrower kernels as it does for PyTorch's, e.g. to test them.
+#include <ATen/Version.h>
+
+#include <string>
+
+#include "kernels.h"
+
+namespace symfocal {
+namespace cpu {
+
+namespace {
+enum class Isa { kDefault, kAvx2, kAvx512 };
+
+Isa read_capability() {
+#if defined(__x86_64__)
+  const std::string cap = at::get_cpu_capability();
+  if (cap == "AVX512") return Isa::kAvx512;
+  if (cap == "AVX2") return Isa::kAvx2;
+  return Isa::kDefault;
+#else
+  return Isa::kDefault;
+#endif
+}
+Isa pick() {
+  static const Isa isa = read_capability();  // ATen fixes its choice at start too
+  return isa;
+}
+}  // namespace
+
+void forward(const Problem& pb, void* loss_map, double* partials) {
+  switch (pick()) {
+#if defined(__x86_64__)
+    case Isa::kAvx512: return AVX512::forward(pb, loss_map, partials);
+    case Isa::kAvx2: return AVX2::forward(pb, loss_map, partials);
+#endif
+    default: return DEFAULT::forward(pb, loss_map, partials);
+  }
+}
+
+void backward(const Problem& pb, const GradSource& src, void* grad) {
+  switch (pick()) {
+#if defined(__x86_64__)
+    case Isa::kAvx512: return AVX512::backward(pb, src, grad);
+    case Isa::kAvx2: return AVX2::backward(pb, src, grad);
+#endif
+    default: return DEFAULT::backward(pb, src, grad);
+  }
+}
+
+const char* isa_in_use() {
+  switch (pick()) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "default";
+  }
+}
+
+}  // namespace cpu
+}  // namespace symfocal

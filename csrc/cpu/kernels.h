@@ -1,0 +1,35 @@
+// The CPU kernels' entry points. Each instruction set gets its own copy in a
+// namespace named after it (kernels_<isa>.cpp); the unqualified names below
+// are the run-time dispatch of dispatch.cpp.
+#pragma once
+
+#include "../symfocal.h"
+
+namespace symfocal {
+namespace cpu {
+
+// Per-tile-pair partial sums into partials[item * kNumStats + stat] and,
+// when loss_map is not null, the per-cell loss map ([batch, L, L], contiguous,
+// the logits dtype).
+void forward(const Problem& pb, void* loss_map, double* partials);
+
+// grad_logits ([batch, L, L], contiguous, the logits dtype) in one pass.
+void backward(const Problem& pb, const GradSource& src, void* grad);
+
+// Name of the instruction set the dispatch picked ("avx512", "avx2", "default").
+const char* isa_in_use();
+
+#define SYMFOCAL_DECLARE_CPU_KERNELS(ISA)                                  \
+  namespace ISA {                                                          \
+  void forward(const Problem& pb, void* loss_map, double* partials);       \
+  void backward(const Problem& pb, const GradSource& src, void* grad);     \
+  }
+SYMFOCAL_DECLARE_CPU_KERNELS(DEFAULT)
+#if defined(__x86_64__)
+SYMFOCAL_DECLARE_CPU_KERNELS(AVX2)
+SYMFOCAL_DECLARE_CPU_KERNELS(AVX512)
+#endif
+#undef SYMFOCAL_DECLARE_CPU_KERNELS
+
+}  // namespace cpu
+}  // namespace symfocal

@@ -1,0 +1,342 @@
+// The CPU kernels, compiled once per instruction set (kernels_<isa>.cpp set
+// CPU_CAPABILITY and the target first; dispatch.cpp picks one at run time).
+//
+// One work item is a tile pair: tile (I, J), I <= J, and its mirror (J, I).
+// Both are gathered into small buffers in the accumulation type, the mirror
+// transposed, so that x_ij and x_ji sit at the same index; the math of
+// focal_math.h then runs on SIMD vectors over the whole tile. A diagonal
+// tile pairs with itself: every unordered cell pair is then seen twice, so
+// its results carry weight 1/2.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "../tiles.h"
+#include "kernels.h"
+#include "vec_math.h"
+
+namespace symfocal {
+namespace cpu {
+namespace CPU_CAPABILITY {
+
+constexpr int T = kTile;
+constexpr int TT = kTile * kTile;
+
+template <typename acc_t>
+struct alignas(64) TileBuf {
+  // xa[r*T + c] = x(i0 + r, j0 + c); xb[r*T + c] = x(j0 + c, i0 + r) (the mirror).
+  // After the math, xa / xb hold what is written back to cells (i, j) / (j, i).
+  acc_t xa[TT], xb[TT], ta[TT], tb[TT];
+  // Weights: of the focal term of each cell, and of the penalty of the pair.
+  acc_t wa[TT], wb[TT], wp[TT];
+};
+
+struct Geometry {
+  int64_t b, i0, j0, len;
+  int rows, cols;
+  bool diagonal;
+};
+
+inline Geometry geometry_of(const Problem& pb, int64_t item) {
+  const int64_t n = num_tiles(pb.L);
+  const int64_t per_sample = tile_pairs_per_sample(n);
+  Geometry g;
+  g.b = item / per_sample;
+  int64_t I, J;
+  tile_pair_of(item % per_sample, n, I, J);
+  g.i0 = I * T;
+  g.j0 = J * T;
+  g.rows = static_cast<int>(std::min<int64_t>(T, pb.L - g.i0));
+  g.cols = static_cast<int>(std::min<int64_t>(T, pb.L - g.j0));
+  g.diagonal = I == J;
+  g.len = sample_length(pb, g.b);
+  return g;
+}
+
+template <typename F>
+void visit_dtype(DType dt, F&& f) {
+  switch (dt) {
+    case DType::kFloat16: f(c10::Half()); break;
+    case DType::kBFloat16: f(c10::BFloat16()); break;
+    case DType::kFloat32: f(float()); break;
+    case DType::kFloat64: f(double()); break;
+    case DType::kBool: f(uint8_t()); break;  // bool is one byte holding 0 or 1
+    case DType::kUInt8: f(uint8_t()); break;
+  }
+}
+
+// out[r*T + c] = v(b, i0 + r, j0 + c), or the mirror v(b, j0 + c, i0 + r);
+// zero outside the map so that padding cells stay finite.
+template <typename src_t, typename acc_t>
+void gather(const MapView& v, const Geometry& g, bool mirror, acc_t* out) {
+  const src_t* base = static_cast<const src_t*>(v.data) + v.batch_offset(g.b);
+  const int64_t rs = v.row_stride, cs = v.col_stride;
+  if (g.rows < T || g.cols < T) std::fill(out, out + TT, acc_t(0));
+  if (!mirror) {
+    for (int r = 0; r < g.rows; ++r) {
+      const src_t* row = base + (g.i0 + r) * rs + g.j0 * cs;
+      acc_t* o = out + r * T;
+      if (cs == 1) {
+        for (int c = 0; c < g.cols; ++c) o[c] = static_cast<acc_t>(row[c]);
+      } else {
+        for (int c = 0; c < g.cols; ++c) o[c] = static_cast<acc_t>(row[c * cs]);
+      }
+    }
+  } else {
+    // Read the mirror tile along its rows (contiguous in memory), write columns.
+    for (int c = 0; c < g.cols; ++c) {
+      const src_t* row = base + (g.j0 + c) * rs + g.i0 * cs;
+      if (cs == 1) {
+        for (int r = 0; r < g.rows; ++r) out[r * T + c] = static_cast<acc_t>(row[r]);
+      } else {
+        for (int r = 0; r < g.rows; ++r) out[r * T + c] = static_cast<acc_t>(row[r * cs]);
+      }
+    }
+  }
+}
+
+template <typename acc_t>
+void gather_any(const MapView& v, DType dt, const Geometry& g, bool mirror, acc_t* out) {
+  visit_dtype(dt, [&](auto tag) { gather<decltype(tag), acc_t>(v, g, mirror, out); });
+}
+
+// The per-cell scales of the backward pass (1 in the forward pass).
+template <typename acc_t>
+struct Scales {
+  acc_t focal = 1, penalty = 1;
+  const MapView* grad_map = nullptr;  // reduction none: per-cell incoming gradient
+  DType grad_dtype = DType::kFloat32;
+};
+
+// wa, wb, wp from lengths, separation, triangle and mask, times the scales.
+// Uses ta / tb as scratch, so it runs before the targets are gathered.
+template <typename acc_t>
+void build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s, TileBuf<acc_t>& t) {
+  const Mode mode = pb.params.mode;
+  const int64_t k = pb.params.min_separation;
+  for (int r = 0; r < T; ++r) {
+    const int64_t i = g.i0 + r;
+    for (int c = 0; c < T; ++c) {
+      const int64_t j = g.j0 + c;
+      const bool ok = r < g.rows && c < g.cols && admits(i, j, g.len, k);
+      t.wa[r * T + c] = (ok && in_triangle(mode, i, j)) ? s.focal : acc_t(0);
+      t.wb[r * T + c] = (ok && in_triangle(mode, j, i)) ? s.focal : acc_t(0);
+      t.wp[r * T + c] = (ok && i != j) ? s.penalty : acc_t(0);
+    }
+  }
+  if (pb.has_mask) {
+    gather<uint8_t, acc_t>(pb.mask, g, false, t.ta);
+    gather<uint8_t, acc_t>(pb.mask, g, true, t.tb);
+    for (int o = 0; o < TT; ++o) {
+      const acc_t ma = t.ta[o] != acc_t(0) ? acc_t(1) : acc_t(0);
+      const acc_t mb = t.tb[o] != acc_t(0) ? acc_t(1) : acc_t(0);
+      t.wa[o] *= ma;
+      t.wb[o] *= mb;
+      t.wp[o] *= ma * mb;
+    }
+  }
+  if (s.grad_map != nullptr) {
+    // Reduction none: cell (i, j)'s term is scaled by its own incoming
+    // gradient; a penalty pair, split half to each cell, by their mean.
+    gather_any(*s.grad_map, s.grad_dtype, g, false, t.ta);
+    gather_any(*s.grad_map, s.grad_dtype, g, true, t.tb);
+    for (int o = 0; o < TT; ++o) {
+      t.wa[o] *= t.ta[o];
+      t.wb[o] *= t.tb[o];
+      t.wp[o] *= acc_t(0.5) * (t.ta[o] + t.tb[o]);
+    }
+  }
+}
+
+template <typename acc_t>
+void gather_inputs(const Problem& pb, const Geometry& g, TileBuf<acc_t>& t) {
+  gather_any(pb.logits, pb.logits_dtype, g, false, t.xa);
+  gather_any(pb.logits, pb.logits_dtype, g, true, t.xb);
+  gather_any(pb.target, pb.target_dtype, g, false, t.ta);
+  gather_any(pb.target, pb.target_dtype, g, true, t.tb);
+  const double eps = pb.params.label_smoothing;
+  if (eps != 0.0) {
+    const acc_t keep = static_cast<acc_t>(1.0 - eps), shift = static_cast<acc_t>(0.5 * eps);
+    for (int o = 0; o < TT; ++o) {
+      t.ta[o] = smooth_target(t.ta[o], keep, shift);
+      t.tb[o] = smooth_target(t.tb[o], keep, shift);
+    }
+  }
+}
+
+// xa / xb of the tile (values for cells (i, j) / (j, i)) into a contiguous
+// [batch, L, L] output; a diagonal tile adds both halves of each cell.
+template <typename out_t, typename acc_t>
+void scatter(const TileBuf<acc_t>& t, const Geometry& g, int64_t L, out_t* out) {
+  out_t* base = out + g.b * L * L;
+  if (g.diagonal) {
+    for (int r = 0; r < g.rows; ++r) {
+      out_t* row = base + (g.i0 + r) * L + g.j0;
+      for (int c = 0; c < g.cols; ++c)
+        row[c] = static_cast<out_t>(acc_t(0.5) * (t.xa[r * T + c] + t.xb[c * T + r]));
+    }
+    return;
+  }
+  for (int r = 0; r < g.rows; ++r) {
+    out_t* row = base + (g.i0 + r) * L + g.j0;
+    for (int c = 0; c < g.cols; ++c) row[c] = static_cast<out_t>(t.xa[r * T + c]);
+  }
+  for (int c = 0; c < g.cols; ++c) {
+    out_t* row = base + (g.j0 + c) * L + g.i0;
+    for (int r = 0; r < g.rows; ++r) row[r] = static_cast<out_t>(t.xb[r * T + c]);
+  }
+}
+
+enum class Pass { kReduce, kLossMap, kGrad };
+
+// The math over one gathered tile pair. kReduce returns the tile's sums in
+// `sums`; kLossMap and kGrad leave per-cell results in xa / xb.
+template <Mode M, GammaKind G, Pass P, typename acc_t>
+void tile_math(TileBuf<acc_t>& t, const Params& prm, double* sums) {
+  using Vec = Vectorized<acc_t>;
+  constexpr int W = Vec::size();
+  const FocalCoefs<Vec> k(prm);
+  const bool with_penalty = prm.symmetry_weight > 0.0;
+  const Vec delta(static_cast<acc_t>(prm.huber_delta));
+  const Vec half_lambda(static_cast<acc_t>(0.5 * prm.symmetry_weight));
+  Vec s_focal(0), s_cells(0), s_pen(0), s_pairs(0);
+  for (int o = 0; o < TT; o += W) {
+    const Vec xa = Vec::loadu(t.xa + o), xb = Vec::loadu(t.xb + o);
+    const Vec ta = Vec::loadu(t.ta + o), tb = Vec::loadu(t.tb + o);
+    const Vec wa = Vec::loadu(t.wa + o), wb = Vec::loadu(t.wb + o);
+    Vec la, lb, ga, gb;
+    pair_focal<M, G>(xa, xb, ta, tb, wa, wb, k, la, lb, ga, gb);
+    Vec rho(0), drho(0), wp(0);
+    if (with_penalty) {
+      wp = Vec::loadu(t.wp + o);
+      penalty_term(xa - xb, prm.penalty, delta, rho, drho);
+    }
+    if (P == Pass::kGrad) {
+      (ga + wp * drho).store(t.xa + o);
+      (gb - wp * drho).store(t.xb + o);
+    } else if (P == Pass::kLossMap) {
+      (la + half_lambda * wp * rho).store(t.xa + o);
+      (lb + half_lambda * wp * rho).store(t.xb + o);
+    } else {
+      s_focal = s_focal + la + lb;
+      s_cells = s_cells + wa + wb;
+      s_pen = s_pen + wp * rho;
+      s_pairs = s_pairs + wp;
+    }
+  }
+  if (P == Pass::kReduce) {
+    // Lanes summed in a fixed order: the result does not depend on threads.
+    const Vec* acc[kNumStats] = {&s_focal, &s_cells, &s_pen, &s_pairs};
+    for (int s = 0; s < kNumStats; ++s) {
+      alignas(64) acc_t lanes[W];
+      acc[s]->store(lanes);
+      double total = 0;
+      for (int l = 0; l < W; ++l) total += static_cast<double>(lanes[l]);
+      sums[s] = total;
+    }
+  }
+}
+
+template <typename acc_t, Mode M, GammaKind G>
+struct Kernels {
+  static void forward(const Problem& pb, void* loss_map, double* partials) {
+    const int64_t items = pb.batch * tile_pairs_per_sample(num_tiles(pb.L));
+    at::parallel_for(0, items, 4, [&](int64_t begin, int64_t end) {
+      TileBuf<acc_t> t;
+      const Scales<acc_t> unit;
+      for (int64_t item = begin; item < end; ++item) {
+        const Geometry g = geometry_of(pb, item);
+        build_weights(pb, g, unit, t);
+        gather_inputs(pb, g, t);
+        double sums[kNumStats];
+        tile_math<M, G, Pass::kReduce>(t, pb.params, sums);
+        const double w = g.diagonal ? 0.5 : 1.0;  // a diagonal tile sees each pair twice
+        for (int s = 0; s < kNumStats; ++s) partials[item * kNumStats + s] = w * sums[s];
+        if (loss_map != nullptr) {
+          tile_math<M, G, Pass::kLossMap>(t, pb.params, sums);
+          visit_dtype(pb.logits_dtype, [&](auto tag) {
+            scatter(t, g, pb.L, static_cast<decltype(tag)*>(loss_map));
+          });
+        }
+      }
+    });
+  }
+
+  static void backward(const Problem& pb, const GradSource& src, void* grad) {
+    const int64_t items = pb.batch * tile_pairs_per_sample(num_tiles(pb.L));
+    Scales<acc_t> scales;
+    const Params& prm = pb.params;
+    if (prm.reduction == Reduction::kNone) {
+      scales.penalty = static_cast<acc_t>(prm.symmetry_weight);
+      scales.grad_map = &src.grad_map;
+      scales.grad_dtype = pb.logits_dtype;
+    } else {
+      double g = 0;
+      visit_dtype(pb.logits_dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32,
+                  [&](auto tag) {
+                    g = static_cast<double>(*static_cast<const decltype(tag)*>(src.grad_scalar));
+                  });
+      double fs, ps;
+      reduction_scales(src.stats, prm.reduction, prm.symmetry_weight, fs, ps);
+      scales.focal = static_cast<acc_t>(fs * g);
+      scales.penalty = static_cast<acc_t>(ps * g);
+    }
+    at::parallel_for(0, items, 4, [&](int64_t begin, int64_t end) {
+      TileBuf<acc_t> t;
+      for (int64_t item = begin; item < end; ++item) {
+        const Geometry g = geometry_of(pb, item);
+        build_weights(pb, g, scales, t);
+        gather_inputs(pb, g, t);
+        tile_math<M, G, Pass::kGrad>(t, prm, nullptr);
+        visit_dtype(pb.logits_dtype, [&](auto tag) {
+          scatter(t, g, pb.L, static_cast<decltype(tag)*>(grad));
+        });
+      }
+    });
+  }
+};
+
+// Picks the instantiation for the run-time mode, gamma and dtype.
+template <template <typename, Mode, GammaKind> class K, typename F>
+void dispatch(const Problem& pb, F&& call) {
+  auto with_gamma = [&](auto acc_tag, auto mode_tag) {
+    using acc_t = decltype(acc_tag);
+    constexpr Mode M = decltype(mode_tag)::value;
+    switch (pb.params.gamma_kind) {
+      case GammaKind::kZero: call(K<acc_t, M, GammaKind::kZero>()); break;
+      case GammaKind::kOne: call(K<acc_t, M, GammaKind::kOne>()); break;
+      case GammaKind::kTwo: call(K<acc_t, M, GammaKind::kTwo>()); break;
+      case GammaKind::kGeneral: call(K<acc_t, M, GammaKind::kGeneral>()); break;
+    }
+  };
+  auto with_mode = [&](auto acc_tag) {
+    switch (pb.params.mode) {
+      case Mode::kNone: with_gamma(acc_tag, std::integral_constant<Mode, Mode::kNone>()); break;
+      case Mode::kAverage: with_gamma(acc_tag, std::integral_constant<Mode, Mode::kAverage>()); break;
+      case Mode::kPair: with_gamma(acc_tag, std::integral_constant<Mode, Mode::kPair>()); break;
+      case Mode::kUpper: with_gamma(acc_tag, std::integral_constant<Mode, Mode::kUpper>()); break;
+    }
+  };
+  if (pb.logits_dtype == DType::kFloat64) {
+    with_mode(double());
+  } else {
+    with_mode(float());
+  }
+}
+
+void forward(const Problem& pb, void* loss_map, double* partials) {
+  dispatch<Kernels>(pb, [&](auto k) { decltype(k)::forward(pb, loss_map, partials); });
+}
+
+void backward(const Problem& pb, const GradSource& src, void* grad) {
+  dispatch<Kernels>(pb, [&](auto k) { decltype(k)::backward(pb, src, grad); });
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace cpu
+}  // namespace symfocal

@@ -1,0 +1,208 @@
+// The formulas of SPEC.md, written once for both kernels.
+//
+// Every function is a template over the value type V: `float` or `double` in
+// the CUDA kernels (one cell a thread), at::vec::Vectorized<float|double> in
+// the CPU kernels (cpu/vec_math.h declares the vector overloads of the
+// sf_* primitives before including this file). The formulas only use
+// + - * /, comparisons and the primitives below.
+#pragma once
+
+#include <cmath>
+
+#include "symfocal.h"
+
+namespace symfocal {
+
+// ---- scalar primitives -----------------------------------------------------
+// On the GPU the float versions use the fast intrinsics: their arguments here
+// are bounded (exp of -|z| <= 0, log of a value in [1, 2]), where the
+// intrinsics' error is a few ulp.
+SYMFOCAL_HOST_DEVICE float sf_exp(float x) {
+#if defined(__CUDA_ARCH__)
+  return __expf(x);
+#else
+  return std::exp(x);
+#endif
+}
+SYMFOCAL_HOST_DEVICE float sf_log(float x) {
+#if defined(__CUDA_ARCH__)
+  return __logf(x);
+#else
+  return std::log(x);
+#endif
+}
+SYMFOCAL_HOST_DEVICE double sf_exp(double x) { return ::exp(x); }
+SYMFOCAL_HOST_DEVICE double sf_log(double x) { return ::log(x); }
+SYMFOCAL_HOST_DEVICE float sf_abs(float x) { return x < 0.0f ? -x : x; }
+SYMFOCAL_HOST_DEVICE double sf_abs(double x) { return x < 0.0 ? -x : x; }
+SYMFOCAL_HOST_DEVICE float sf_max(float a, float b) { return a > b ? a : b; }
+SYMFOCAL_HOST_DEVICE double sf_max(double a, double b) { return a > b ? a : b; }
+SYMFOCAL_HOST_DEVICE float sf_select(bool c, float a, float b) { return c ? a : b; }
+SYMFOCAL_HOST_DEVICE double sf_select(bool c, double a, double b) { return c ? a : b; }
+
+// ---- the focal term of one cell ----------------------------------------------
+
+// The options of the focal term, broadcast once into the value type.
+template <typename V>
+struct FocalCoefs {
+  V alpha, one_minus_alpha, gamma, pos_weight;
+  bool has_alpha;
+  explicit SYMFOCAL_HOST_DEVICE FocalCoefs(const Params& p)
+      : alpha(V(p.alpha)),
+        one_minus_alpha(V(1.0 - p.alpha)),
+        gamma(V(p.gamma)),
+        pos_weight(V(p.pos_weight)),
+        has_alpha(p.has_alpha) {}
+};
+
+// FL(z, t) and dFL/dz for logit z and (already smoothed) target t.
+//
+// Finite for every finite z and every gamma >= 0:
+//  - sigmoid and its complement both come from e = exp(-|z|) in (0, 1], so
+//    neither cancels to 0 early and nothing overflows;
+//  - log p and log(1 - p) are -softplus(-z) and -softplus(z), with
+//    log1p(e) from one log and a correction term (no epsilon clamp);
+//  - d/dz (1 - p_t)^gamma = gamma (1 - p_t)^(gamma - 1) (1 - 2t) p (1 - p)
+//    is formed as gamma (1 - p_t)^gamma / (1 - p_t) * ..., and taken as 0
+//    where 1 - p_t == 0 (then p (1 - p) == 0 too), so 0 < gamma < 1 never
+//    meets inf * 0.
+template <GammaKind G, typename V>
+SYMFOCAL_HOST_DEVICE void focal_term(const V& z, const V& t, const FocalCoefs<V>& k, V& loss,
+                                     V& dloss) {
+  const V zero(0.0), one(1.0), two(2.0);
+  const V e = sf_exp(zero - sf_abs(z));
+  const V u = one + e;
+  const V r = one / u;
+  const auto nonneg = z >= zero;
+  const V p = sf_select(nonneg, r, e * r);  // sigmoid(z)
+  const V q = sf_select(nonneg, e * r, r);  // 1 - sigmoid(z)
+  // log1p(e) = log(u) - ((u - 1) - e) / u: the rounding of u = 1 + e undone.
+  const V log1p_e = sf_log(u) - ((u - one) - e) * r;
+  const V softplus_pos = sf_max(z, zero) + log1p_e;         // -log(1 - p)
+  const V softplus_neg = sf_max(zero - z, zero) + log1p_e;  // -log p
+
+  const V one_minus_t = one - t;
+  const V wt = k.pos_weight * t;
+  const V ce = wt * softplus_neg + one_minus_t * softplus_pos;
+  const V dce = one_minus_t * p - wt * q;
+  const V a_t = k.has_alpha ? k.alpha * t + k.one_minus_alpha * one_minus_t : one;
+
+  if (G == GammaKind::kZero) {
+    loss = a_t * ce;
+    dloss = a_t * dce;
+    return;
+  }
+  const V m = p * one_minus_t + q * t;  // 1 - p_t
+  const V dm = (one - two * t) * p * q;  // d(1 - p_t)/dz
+  V mod, dmod;                           // (1 - p_t)^gamma and its derivative
+  if (G == GammaKind::kOne) {
+    mod = m;
+    dmod = dm;
+  } else if (G == GammaKind::kTwo) {
+    mod = m * m;
+    dmod = two * m * dm;
+  } else {
+    mod = sf_exp(k.gamma * sf_log(m));  // m == 0 gives exp(-inf) == 0
+    dmod = k.gamma * dm * sf_select(m > zero, mod / m, zero);
+  }
+  loss = a_t * mod * ce;
+  dloss = a_t * (mod * dce + dmod * ce);
+}
+
+// ---- one unordered pair of cells (i, j) and (j, i) ---------------------------
+//
+// xa = x_ij, xb = x_ji, ta = y_ij, tb = y_ji; wa, wb weigh the loss terms of
+// the two cells (validity times the gradient scale). Returns the weighted
+// loss of each cell and the gradient of wa*l_ij + wb*l_ji with respect to
+// xa and xb: in modes average and pair a logit collects from both cells.
+template <Mode M, GammaKind G, typename V>
+SYMFOCAL_HOST_DEVICE void pair_focal(const V& xa, const V& xb, const V& ta, const V& tb, const V& wa,
+                                     const V& wb, const FocalCoefs<V>& k, V& la, V& lb, V& ga,
+                                     V& gb) {
+  const V half(0.5);
+  if (M == Mode::kAverage) {
+    const V s = (xa + xb) * half;
+    V fa, da, fb, db;
+    focal_term<G>(s, ta, k, fa, da);
+    focal_term<G>(s, tb, k, fb, db);
+    la = wa * fa;
+    lb = wb * fb;
+    ga = half * (wa * da + wb * db);
+    gb = ga;
+  } else if (M == Mode::kPair) {
+    V f_aa, d_aa, f_ba, d_ba, f_bb, d_bb, f_ab, d_ab;  // f_<logit><target>
+    focal_term<G>(xa, ta, k, f_aa, d_aa);
+    focal_term<G>(xb, ta, k, f_ba, d_ba);
+    focal_term<G>(xb, tb, k, f_bb, d_bb);
+    focal_term<G>(xa, tb, k, f_ab, d_ab);
+    la = half * wa * (f_aa + f_ba);
+    lb = half * wb * (f_bb + f_ab);
+    ga = half * (wa * d_aa + wb * d_ab);
+    gb = half * (wa * d_ba + wb * d_bb);
+  } else {  // none, upper: each cell on its own
+    V fa, da, fb, db;
+    focal_term<G>(xa, ta, k, fa, da);
+    focal_term<G>(xb, tb, k, fb, db);
+    la = wa * fa;
+    lb = wb * fb;
+    ga = wa * da;
+    gb = wb * db;
+  }
+}
+
+// ---- the symmetry penalty rho(d), d = x_ij - x_ji ------------------------------
+template <typename V>
+SYMFOCAL_HOST_DEVICE void penalty_term(const V& d, Penalty kind, const V& delta, V& rho, V& drho) {
+  const V zero(0.0), one(1.0), half(0.5), two(2.0);
+  const V ad = sf_abs(d);
+  // sign(d), with 0 at d == 0 (the subgradient SPEC.md asks for in l1).
+  const V sign = sf_select(d > zero, one, sf_select(d < zero, zero - one, zero));
+  if (kind == Penalty::kL1) {
+    rho = ad;
+    drho = sign;
+  } else if (kind == Penalty::kL2) {
+    rho = d * d;
+    drho = two * d;
+  } else {
+    const auto quadratic = ad <= delta;
+    rho = sf_select(quadratic, half * d * d, delta * (ad - half * delta));
+    drho = sf_select(quadratic, d, delta * sign);
+  }
+}
+
+// Label smoothing: t <- t (1 - eps) + eps / 2.
+template <typename V>
+SYMFOCAL_HOST_DEVICE V smooth_target(const V& t, const V& keep, const V& shift) {
+  return t * keep + shift;
+}
+
+SYMFOCAL_HOST_DEVICE GammaKind gamma_kind_of(double gamma) {
+  if (gamma == 0.0) return GammaKind::kZero;
+  if (gamma == 1.0) return GammaKind::kOne;
+  if (gamma == 2.0) return GammaKind::kTwo;
+  return GammaKind::kGeneral;
+}
+
+// The final value of a mean/sum reduction from the statistics of SPEC.md;
+// a term with a zero count is 0, never NaN.
+SYMFOCAL_HOST_DEVICE double reduce_stats(const double* s, Reduction red, double lambda) {
+  if (red == Reduction::kSum) return s[kFocalSum] + lambda * s[kPenaltySum];
+  const double focal = s[kCellCount] > 0 ? s[kFocalSum] / s[kCellCount] : 0.0;
+  const double pen = s[kPairCount] > 0 ? s[kPenaltySum] / s[kPairCount] : 0.0;
+  return focal + lambda * pen;
+}
+
+// d loss / d (focal term of a cell) and d loss / d rho(pair), per unit of the
+// incoming gradient, for the mean/sum reductions.
+SYMFOCAL_HOST_DEVICE void reduction_scales(const double* s, Reduction red, double lambda,
+                                           double& focal_scale, double& penalty_scale) {
+  if (red == Reduction::kMean) {
+    focal_scale = s[kCellCount] > 0 ? 1.0 / s[kCellCount] : 0.0;
+    penalty_scale = s[kPairCount] > 0 ? lambda / s[kPairCount] : 0.0;
+  } else {
+    focal_scale = 1.0;
+    penalty_scale = lambda;
+  }
+}
+
+}  // namespace symfocal

@@ -1,0 +1,92 @@
+// The plain data every kernel works from: the options of SPEC.md as values,
+// strided views of the [..., L, L] inputs, and the launcher declarations.
+// No torch types here, so the CUDA translation unit compiles without ATen.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define SYMFOCAL_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define SYMFOCAL_HOST_DEVICE inline
+#endif
+
+namespace symfocal {
+
+// Square tiles; a work item is the tile pair (I, J), I <= J, with its mirror (J, I).
+constexpr int kTile = 32;
+// Batch dimensions after merging the ones that are contiguous with each other.
+constexpr int kMaxBatchDims = 6;
+
+enum class Mode : int32_t { kNone = 0, kAverage = 1, kPair = 2, kUpper = 3 };
+enum class Penalty : int32_t { kL1 = 0, kL2 = 1, kHuber = 2 };
+enum class Reduction : int32_t { kNone = 0, kMean = 1, kSum = 2 };
+// (1 - p_t)^gamma has cheap exact forms for these exponents.
+enum class GammaKind : int32_t { kZero = 0, kOne = 1, kTwo = 2, kGeneral = 3 };
+enum class DType : int32_t { kFloat16, kBFloat16, kFloat32, kFloat64, kBool, kUInt8 };
+
+struct Params {
+  Mode mode = Mode::kAverage;
+  bool has_alpha = true;
+  double alpha = 0.25;
+  double gamma = 2.0;
+  GammaKind gamma_kind = GammaKind::kTwo;
+  double pos_weight = 1.0;
+  double label_smoothing = 0.0;
+  int64_t min_separation = 0;
+  double symmetry_weight = 0.0;
+  Penalty penalty = Penalty::kL1;
+  double huber_delta = 1.0;
+  Reduction reduction = Reduction::kMean;
+};
+
+// A [batch..., L, L] tensor seen through its strides (stride 0 for broadcast
+// dimensions), so that no input is copied to contiguous or expanded.
+struct MapView {
+  const void* data = nullptr;
+  int32_t nbatch = 0;
+  int64_t batch_size[kMaxBatchDims] = {};
+  int64_t batch_stride[kMaxBatchDims] = {};
+  int64_t row_stride = 0;
+  int64_t col_stride = 0;
+
+  // Element offset of sample b (row-major over the batch dims).
+  SYMFOCAL_HOST_DEVICE int64_t batch_offset(int64_t b) const {
+    int64_t off = 0;
+    for (int d = nbatch - 1; d >= 0; --d) {
+      const int64_t idx = b % batch_size[d];
+      b /= batch_size[d];
+      off += idx * batch_stride[d];
+    }
+    return off;
+  }
+};
+
+// Everything a kernel needs to see the inputs of one call.
+struct Problem {
+  int64_t batch = 0;  // product of the batch dims
+  int64_t L = 0;
+  MapView logits, target, mask;
+  DType logits_dtype = DType::kFloat32;
+  DType target_dtype = DType::kFloat32;
+  DType mask_dtype = DType::kBool;
+  bool has_mask = false;
+  const int64_t* lengths = nullptr;  // nullptr: every sample has length L
+  int64_t lengths_div = 1;           // sample b reads lengths[b / lengths_div]
+  Params params;
+};
+
+// Slots of the per-tile-pair partial sums and of the final statistics.
+enum Stat : int { kFocalSum = 0, kCellCount = 1, kPenaltySum = 2, kPairCount = 3, kNumStats = 4 };
+
+// What the backward pass reads from device memory, never from the host:
+// the incoming gradient and the forward statistics.
+struct GradSource {
+  const void* grad_scalar = nullptr;  // reduction mean/sum: one value of the loss dtype
+  MapView grad_map;                   // reduction none: a [..., L, L] gradient
+  const double* stats = nullptr;      // kNumStats values from the forward pass
+};
+
+SYMFOCAL_HOST_DEVICE int64_t num_tiles(int64_t L) { return (L + kTile - 1) / kTile; }
+
+}  // namespace symfocal

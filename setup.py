@@ -1,0 +1,182 @@
+"""Builds symfocal._C: a CUDAExtension when CUDA can be built, else a CppExtension.
+
+Environment variables:
+  FORCE_CUDA=1            build the CUDA kernels even without a GPU (needs nvcc)
+  SYMFOCAL_CPU_ONLY=1     never build the CUDA kernels
+  TORCH_CUDA_ARCH_LIST    e.g. "8.0;9.0"; default: every arch from 8.0 that nvcc
+                          supports, with PTX for the newest
+  CUDA_HOME               the toolkit (default: /usr/local/cuda when it exists)
+  MAX_JOBS                parallel compile jobs
+  SYMFOCAL_LOCAL_VERSION  local version label, e.g. "cu130" or "cpu" (wheels)
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+# torch reads CUDA_HOME when cpp_extension is imported. On machines where `nvcc`
+# on PATH is a wrapper outside the toolkit, torch would guess the wrong root.
+if "CUDA_HOME" not in os.environ and Path("/usr/local/cuda/bin/nvcc").exists():
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+from setuptools import setup  # noqa: E402
+
+try:
+    import torch
+    from torch.utils import cpp_extension
+except ImportError:  # pragma: no cover - explained to the user
+    sys.exit(
+        "symfocal: torch must be importable to build the extension. Install torch first, "
+        "then build without isolation:\n    pip install --no-build-isolation -e ."
+    )
+
+ROOT = Path(__file__).parent
+CSRC = ROOT / "csrc"
+VERSION = re.search(r'^__version__ = "(.+)"', (ROOT / "symfocal" / "version.py").read_text(), re.M)[1]
+
+
+def truthy(name):
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def nvcc_version():
+    home = cpp_extension.CUDA_HOME
+    if home is None:
+        return None
+    try:
+        out = subprocess.check_output([os.path.join(home, "bin", "nvcc"), "--version"], text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    m = re.search(r"release (\d+)\.(\d+)", out)
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def want_cuda():
+    if truthy("SYMFOCAL_CPU_ONLY"):
+        return False
+    have_nvcc = nvcc_version() is not None
+    if truthy("FORCE_CUDA"):
+        if not have_nvcc:
+            sys.exit("symfocal: FORCE_CUDA=1 but no nvcc was found; set CUDA_HOME to the CUDA toolkit.")
+        return True
+    return have_nvcc and torch.version.cuda is not None
+
+
+def check_cuda_match(nvcc):
+    torch_cuda = torch.version.cuda
+    if torch_cuda is None:
+        sys.exit(
+            f"symfocal: this torch ({torch.__version__}) has no CUDA, but a CUDA build was asked for. "
+            "Install a CUDA build of torch, or build for the CPU only with SYMFOCAL_CPU_ONLY=1."
+        )
+    if int(torch_cuda.split(".")[0]) != nvcc[0]:
+        sys.exit(
+            f"symfocal: nvcc is CUDA {nvcc[0]}.{nvcc[1]} but torch was built with CUDA {torch_cuda}; "
+            "their major versions must match. Point CUDA_HOME at a CUDA "
+            f"{torch_cuda.split('.')[0]}.x toolkit, install the torch build for CUDA {nvcc[0]}, "
+            "or build for the CPU only with SYMFOCAL_CPU_ONLY=1."
+        )
+
+
+def default_arch_list():
+    """Every architecture from 8.0 that this nvcc can compile for, PTX for the newest."""
+    try:
+        out = subprocess.check_output(
+            [os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc"), "--list-gpu-arch"], text=True
+        )
+        archs = sorted({int(a) for a in re.findall(r"compute_(\d+)", out)})
+    except (OSError, subprocess.CalledProcessError):
+        archs = [80, 86, 89, 90]
+    archs = [a for a in archs if a >= 80]
+    names = [f"{a // 10}.{a % 10}" for a in archs]
+    names[-1] += "+PTX"
+    return ";".join(names)
+
+
+# The CPU kernels once more for each wider instruction set, picked at run time
+# (csrc/cpu/dispatch.cpp); only these files get the ISA flags.
+ISA_KERNELS = {
+    "cpu/kernels_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
+    # GCC 12 warns falsely inside its own AVX-512 intrinsics (uninitialized __Y).
+    "cpu/kernels_avx512.cpp": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma",
+                               "-mf16c", "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
+}
+
+
+def warning_flags():
+    # torch's headers become system headers, so -Werror applies to our code only.
+    system = [f for p in cpp_extension.include_paths() for f in ("-isystem", p)]
+    return ["-Wall", "-Wextra", "-Wno-unused-parameter", "-Werror", *system]
+
+
+def cxx_standard():
+    # The standard torch's own extension builder uses (C++20 from torch 2.10, else C++17).
+    return "-std=c++20" if "-std=c++20" in Path(cpp_extension.__file__).read_text() else "-std=c++17"
+
+
+class BuildExtension(cpp_extension.BuildExtension):
+    """torch's builder, plus the per-ISA CPU kernels compiled with their own flags."""
+
+    def build_extensions(self):
+        for ext in self.extensions:
+            for source, isa_flags in getattr(ext, "isa_sources", {}).items():
+                flags = ["-O3", "-fPIC", "-fvisibility=hidden", cxx_standard(), *warning_flags(), *isa_flags,
+                         f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
+                ext.extra_objects += self.compiler.compile(
+                    [str(CSRC / source)], output_dir=self.build_temp,
+                    include_dirs=[str(CSRC), *cpp_extension.include_paths()], extra_postargs=flags)
+        super().build_extensions()
+
+
+def make_extension():
+    cuda = want_cuda()
+    cpu_sources = ["ops.cpp", "problem.cpp", "module.cpp", "cpu/dispatch.cpp", "cpu/kernels_default.cpp"]
+    isa_sources = ISA_KERNELS if os.uname().machine == "x86_64" else {}
+    sources = [str(CSRC / s) for s in cpu_sources]
+    cxx = ["-O3", "-fvisibility=hidden", *warning_flags(), f'-DSYMFOCAL_TORCH_VERSION="{torch.__version__}"']
+    nvcc_flags = []
+    if cuda:
+        nvcc = nvcc_version()
+        check_cuda_match(nvcc)
+        archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or default_arch_list()
+        os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+        sources += [str(CSRC / "cuda" / "kernels.cu"), str(CSRC / "cuda" / "ops_cuda.cpp")]
+        macros = ["-DSYMFOCAL_WITH_CUDA", f'-DSYMFOCAL_CUDA_VERSION="{nvcc[0]}.{nvcc[1]}"',
+                  f'-DSYMFOCAL_CUDA_ARCHS="{archs}"']
+        cxx += macros
+        # Our .cu includes no torch headers, so every warning in it is ours.
+        nvcc_flags = ["-O3", "--Werror", "all-warnings", "-lineinfo", *macros]
+        print(f"symfocal: building CUDA kernels (nvcc {nvcc[0]}.{nvcc[1]}, archs {archs})")
+        ext = cpp_extension.CUDAExtension
+    else:
+        print("symfocal: building the CPU kernels only")
+        ext = cpp_extension.CppExtension
+    extension = ext(
+        "symfocal._C",
+        sources,
+        include_dirs=[str(CSRC)],
+        extra_compile_args={"cxx": cxx, "nvcc": nvcc_flags},
+    )
+    extension.isa_sources = isa_sources
+    return extension
+
+
+def version():
+    local = os.environ.get("SYMFOCAL_LOCAL_VERSION")
+    return f"{VERSION}+{local}" if local else VERSION
+
+
+def torch_requirement():
+    """A wheel runs only with the torch release (major.minor) it was built against."""
+    major, minor = torch.__version__.split("+")[0].split(".")[:2]
+    return f"torch>={major}.{minor},<{major}.{int(minor) + 1}"
+
+
+setup(
+    version=version(),
+    install_requires=[torch_requirement(), "numpy"],
+    ext_modules=[make_extension()],
+    cmdclass={"build_ext": BuildExtension},
+)

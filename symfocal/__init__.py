@@ -1,0 +1,11 @@
+"""symfocal: a fused symmetric focal loss for sparse symmetric maps."""
+
+from . import reference
+from ._ops import available as extension_available
+from .functional import sym_focal_loss
+from .loss import SymFocalLoss
+from .symmetrize import symmetrize
+from .version import __version__
+
+__all__ = ["sym_focal_loss", "SymFocalLoss", "symmetrize", "reference", "extension_available",
+           "__version__"]

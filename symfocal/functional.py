@@ -1,0 +1,73 @@
+"""sym_focal_loss: checks the arguments once and runs the fused op (or, where
+no compiled kernel serves the device, the reference, with one warning)."""
+
+from __future__ import annotations
+
+import torch
+
+from . import _ops, reference
+from ._checks import check_inputs
+
+__all__ = ["sym_focal_loss"]
+
+
+def _fused_serves(device: torch.device) -> str | None:
+    """None if the compiled kernels serve `device`, else why not."""
+    if not _ops.available():
+        return f"the compiled extension did not load ({_ops.LOAD_ERROR})"
+    if device.type == "cpu":
+        return None
+    if device.type == "cuda":
+        if _ops.has_cuda_kernels():
+            return None
+        return ("this symfocal build has no CUDA kernels (built for the CPU only); rebuild with "
+                "FORCE_CUDA=1 pip install --no-build-isolation .")
+    return f"no kernels for device type {device.type!r}"
+
+
+def sym_focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    mode: str = "average",
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    pos_weight: float | None = None,
+    label_smoothing: float = 0.0,
+    min_separation: int = 0,
+    lengths: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    symmetry_weight: float = 0.0,
+    symmetry_penalty: str = "l1",
+    huber_delta: float = 1.0,
+    reduction: str = "mean",
+    validate: bool = True,
+) -> torch.Tensor:
+    """Symmetric sigmoid focal loss over square maps ``[..., L, L]``, fused.
+
+    See SPEC.md for the exact definition. ``mode`` is one of ``"average"``
+    (focal loss of the symmetrized logits), ``"pair"`` (both halves against
+    the target), ``"upper"`` (upper triangle only) and ``"none"`` (plain
+    sigmoid focal loss). ``lengths`` ([B] or ``logits.shape[:-2]``) and
+    ``mask`` (broadcastable bool/uint8) select the cells that count, as does
+    ``min_separation`` (|i - j| >= k). ``symmetry_weight`` > 0 adds
+    ``symmetry_penalty`` ("l1", "l2", "huber") of x_ij - x_ji. ``reduction``
+    is "mean", "sum" or "none" (a per-cell map). ``validate=False`` skips the
+    checks that look at every element (they never run under torch.compile or
+    CUDA graph capture).
+    """
+    options = dict(mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight,
+                   label_smoothing=label_smoothing, min_separation=min_separation,
+                   symmetry_weight=symmetry_weight, symmetry_penalty=symmetry_penalty,
+                   huber_delta=huber_delta, reduction=reduction)
+    check_inputs(logits, target, lengths, mask, validate=validate, **options)
+    why_not = _fused_serves(logits.device)
+    if why_not is not None:
+        _ops.warn_fallback_once(why_not)
+        return reference.sym_focal_loss(logits, target, lengths=lengths, mask=mask, validate=False, **options)
+    loss, _ = torch.ops.symfocal.forward(
+        logits, target, lengths, mask, mode,
+        None if alpha is None else float(alpha), float(gamma),
+        1.0 if pos_weight is None else float(pos_weight), float(label_smoothing), int(min_separation),
+        float(symmetry_weight), symmetry_penalty, float(huber_delta), reduction)
+    return loss
