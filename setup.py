@@ -122,7 +122,8 @@ class BuildExtension(cpp_extension.BuildExtension):
     def build_extensions(self):
         for ext in self.extensions:
             for source, isa_flags in getattr(ext, "isa_sources", {}).items():
-                flags = ["-O3", "-fPIC", "-fvisibility=hidden", cxx_standard(), *warning_flags(), *isa_flags,
+                flags = ["-O3", "-fPIC", "-fopenmp", "-fvisibility=hidden", cxx_standard(), *warning_flags(),
+                         *isa_flags,
                          f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
                 ext.extra_objects += self.compiler.compile(
                     [str(CSRC / source)], output_dir=self.build_temp,
@@ -135,7 +136,8 @@ def make_extension():
     cpu_sources = ["ops.cpp", "problem.cpp", "module.cpp", "cpu/dispatch.cpp", "cpu/kernels_default.cpp"]
     isa_sources = ISA_KERNELS if os.uname().machine == "x86_64" else {}
     sources = [str(CSRC / s) for s in cpu_sources]
-    cxx = ["-O3", "-fvisibility=hidden", *warning_flags(), f'-DSYMFOCAL_TORCH_VERSION="{torch.__version__}"']
+    # -fopenmp: at::parallel_for is inline and runs OpenMP in our own code.
+    cxx = ["-O3", "-fopenmp", "-fvisibility=hidden", *warning_flags(), f'-DSYMFOCAL_TORCH_VERSION="{torch.__version__}"']
     nvcc_flags = []
     if cuda:
         nvcc = nvcc_version()
@@ -158,6 +160,7 @@ def make_extension():
         sources,
         include_dirs=[str(CSRC)],
         extra_compile_args={"cxx": cxx, "nvcc": nvcc_flags},
+        extra_link_args=["-fopenmp"],
     )
     extension.isa_sources = isa_sources
     return extension

@@ -70,34 +70,44 @@ void visit_dtype(DType dt, F&& f) {
   }
 }
 
+template <typename acc_t>
+void transpose_in_place(acc_t* a) {
+  for (int r = 0; r < T; ++r)
+    for (int c = r + 1; c < T; ++c) std::swap(a[r * T + c], a[c * T + r]);
+}
+
 // out[r*T + c] = v(b, i0 + r, j0 + c), or the mirror v(b, j0 + c, i0 + r);
 // zero outside the map so that padding cells stay finite.
 template <typename src_t, typename acc_t>
 void gather(const MapView& v, const Geometry& g, bool mirror, acc_t* out) {
   const src_t* base = static_cast<const src_t*>(v.data) + v.batch_offset(g.b);
   const int64_t rs = v.row_stride, cs = v.col_stride;
-  if (g.rows < T || g.cols < T) std::fill(out, out + TT, acc_t(0));
-  if (!mirror) {
-    for (int r = 0; r < g.rows; ++r) {
-      const src_t* row = base + (g.i0 + r) * rs + g.j0 * cs;
-      acc_t* o = out + r * T;
-      if (cs == 1) {
-        for (int c = 0; c < g.cols; ++c) o[c] = static_cast<acc_t>(row[c]);
-      } else {
-        for (int c = 0; c < g.cols; ++c) o[c] = static_cast<acc_t>(row[c * cs]);
-      }
-    }
-  } else {
-    // Read the mirror tile along its rows (contiguous in memory), write columns.
-    for (int c = 0; c < g.cols; ++c) {
-      const src_t* row = base + (g.j0 + c) * rs + g.i0 * cs;
-      if (cs == 1) {
-        for (int r = 0; r < g.rows; ++r) out[r * T + c] = static_cast<acc_t>(row[r]);
-      } else {
-        for (int r = 0; r < g.rows; ++r) out[r * T + c] = static_cast<acc_t>(row[r * cs]);
-      }
+  const bool full = g.rows == T && g.cols == T;
+  if (!full) std::fill(out, out + TT, acc_t(0));
+  // Both cases copy source rows (contiguous in memory when cs == 1); the
+  // mirror is then transposed inside the buffer, where it is cheap.
+  const int64_t r0 = mirror ? g.j0 : g.i0, c0 = mirror ? g.i0 : g.j0;
+  const int nrows = mirror ? g.cols : g.rows, ncols = mirror ? g.rows : g.cols;
+  for (int r = 0; r < nrows; ++r) {
+    const src_t* __restrict__ row = base + (r0 + r) * rs + c0 * cs;
+    acc_t* __restrict__ o = out + r * T;
+    if (cs == 1 && ncols == T) {
+      for (int c = 0; c < T; ++c) o[c] = static_cast<acc_t>(row[c]);
+    } else {
+      for (int c = 0; c < ncols; ++c) o[c] = static_cast<acc_t>(row[c * cs]);
     }
   }
+  if (mirror) transpose_in_place(out);
+}
+
+// Starts loading the rows of tile (i0.., j0..) and of its mirror.
+template <typename src_t>
+void prefetch_tiles(const MapView& v, const Geometry& g) {
+  const char* base = reinterpret_cast<const char*>(static_cast<const src_t*>(v.data) + v.batch_offset(g.b));
+  const int64_t rs = v.row_stride * static_cast<int64_t>(sizeof(src_t));
+  const int64_t cs = v.col_stride * static_cast<int64_t>(sizeof(src_t));
+  for (int r = 0; r < g.rows; ++r) __builtin_prefetch(base + (g.i0 + r) * rs + g.j0 * cs);
+  for (int c = 0; c < g.cols; ++c) __builtin_prefetch(base + (g.j0 + c) * rs + g.i0 * cs);
 }
 
 template <typename acc_t>
@@ -119,14 +129,27 @@ template <typename acc_t>
 void build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s, TileBuf<acc_t>& t) {
   const Mode mode = pb.params.mode;
   const int64_t k = pb.params.min_separation;
-  for (int r = 0; r < T; ++r) {
-    const int64_t i = g.i0 + r;
-    for (int c = 0; c < T; ++c) {
-      const int64_t j = g.j0 + c;
-      const bool ok = r < g.rows && c < g.cols && admits(i, j, g.len, k);
-      t.wa[r * T + c] = (ok && in_triangle(mode, i, j)) ? s.focal : acc_t(0);
-      t.wb[r * T + c] = (ok && in_triangle(mode, j, i)) ? s.focal : acc_t(0);
-      t.wp[r * T + c] = (ok && i != j) ? s.penalty : acc_t(0);
+  // The separation between the two tiles' cells is at least this much.
+  const int64_t gap = g.diagonal ? 0 : g.j0 - (g.i0 + T - 1);
+  const bool all_admitted = g.rows == T && g.cols == T && g.i0 + T <= g.len && g.j0 + T <= g.len &&
+                            gap >= k && mode != Mode::kUpper;
+  if (all_admitted) {
+    // The common case: no per-cell rule applies inside this tile pair.
+    std::fill(t.wa, t.wa + TT, s.focal);
+    std::fill(t.wb, t.wb + TT, s.focal);
+    std::fill(t.wp, t.wp + TT, s.penalty);
+    if (g.diagonal)
+      for (int r = 0; r < T; ++r) t.wp[r * T + r] = acc_t(0);  // no pair (i, i)
+  } else {
+    for (int r = 0; r < T; ++r) {
+      const int64_t i = g.i0 + r;
+      for (int c = 0; c < T; ++c) {
+        const int64_t j = g.j0 + c;
+        const bool ok = (r < g.rows) & (c < g.cols) & admits(i, j, g.len, k);
+        t.wa[r * T + c] = (ok & in_triangle(mode, i, j)) ? s.focal : acc_t(0);
+        t.wb[r * T + c] = (ok & in_triangle(mode, j, i)) ? s.focal : acc_t(0);
+        t.wp[r * T + c] = (ok & (i != j)) ? s.penalty : acc_t(0);
+      }
     }
   }
   if (pb.has_mask) {
@@ -153,6 +176,11 @@ void build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s,
   }
 }
 
+inline void prefetch_inputs(const Problem& pb, const Geometry& g) {
+  visit_dtype(pb.logits_dtype, [&](auto tag) { prefetch_tiles<decltype(tag)>(pb.logits, g); });
+  visit_dtype(pb.target_dtype, [&](auto tag) { prefetch_tiles<decltype(tag)>(pb.target, g); });
+}
+
 template <typename acc_t>
 void gather_inputs(const Problem& pb, const Geometry& g, TileBuf<acc_t>& t) {
   gather_any(pb.logits, pb.logits_dtype, g, false, t.xa);
@@ -170,25 +198,30 @@ void gather_inputs(const Problem& pb, const Geometry& g, TileBuf<acc_t>& t) {
 }
 
 // xa / xb of the tile (values for cells (i, j) / (j, i)) into a contiguous
-// [batch, L, L] output; a diagonal tile adds both halves of each cell.
+// [batch, L, L] output; a diagonal tile adds both halves of each cell. xb is
+// transposed in the buffer first, so that every store runs along a row.
 template <typename out_t, typename acc_t>
-void scatter(const TileBuf<acc_t>& t, const Geometry& g, int64_t L, out_t* out) {
+void scatter(TileBuf<acc_t>& t, const Geometry& g, int64_t L, out_t* out) {
   out_t* base = out + g.b * L * L;
+  transpose_in_place(t.xb);  // now xb[r*T + c] belongs to cell (j0 + r, i0 + c)
   if (g.diagonal) {
     for (int r = 0; r < g.rows; ++r) {
-      out_t* row = base + (g.i0 + r) * L + g.j0;
-      for (int c = 0; c < g.cols; ++c)
-        row[c] = static_cast<out_t>(acc_t(0.5) * (t.xa[r * T + c] + t.xb[c * T + r]));
+      out_t* __restrict__ row = base + (g.i0 + r) * L + g.j0;
+      const acc_t* a = t.xa + r * T;
+      const acc_t* b = t.xb + r * T;
+      for (int c = 0; c < g.cols; ++c) row[c] = static_cast<out_t>(acc_t(0.5) * (a[c] + b[c]));
     }
     return;
   }
   for (int r = 0; r < g.rows; ++r) {
-    out_t* row = base + (g.i0 + r) * L + g.j0;
-    for (int c = 0; c < g.cols; ++c) row[c] = static_cast<out_t>(t.xa[r * T + c]);
+    out_t* __restrict__ row = base + (g.i0 + r) * L + g.j0;
+    const acc_t* a = t.xa + r * T;
+    for (int c = 0; c < g.cols; ++c) row[c] = static_cast<out_t>(a[c]);
   }
-  for (int c = 0; c < g.cols; ++c) {
-    out_t* row = base + (g.j0 + c) * L + g.i0;
-    for (int r = 0; r < g.rows; ++r) row[r] = static_cast<out_t>(t.xb[r * T + c]);
+  for (int r = 0; r < g.cols; ++r) {
+    out_t* __restrict__ row = base + (g.j0 + r) * L + g.i0;
+    const acc_t* b = t.xb + r * T;
+    for (int c = 0; c < g.rows; ++c) row[c] = static_cast<out_t>(b[c]);
   }
 }
 
@@ -251,6 +284,7 @@ struct Kernels {
       const Scales<acc_t> unit;
       for (int64_t item = begin; item < end; ++item) {
         const Geometry g = geometry_of(pb, item);
+        if (item + 1 < end) prefetch_inputs(pb, geometry_of(pb, item + 1));
         build_weights(pb, g, unit, t);
         gather_inputs(pb, g, t);
         double sums[kNumStats];
@@ -290,6 +324,7 @@ struct Kernels {
       TileBuf<acc_t> t;
       for (int64_t item = begin; item < end; ++item) {
         const Geometry g = geometry_of(pb, item);
+        if (item + 1 < end) prefetch_inputs(pb, geometry_of(pb, item + 1));
         build_weights(pb, g, scales, t);
         gather_inputs(pb, g, t);
         tile_math<M, G, Pass::kGrad>(t, prm, nullptr);
