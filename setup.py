@@ -33,7 +33,8 @@ except ImportError:  # pragma: no cover - explained to the user
     )
 
 ROOT = Path(__file__).parent
-CSRC = ROOT / "csrc"
+CSRC = Path("csrc")  # setuptools wants source paths relative to setup.py
+os.chdir(ROOT)
 VERSION = re.search(r'^__version__ = "(.+)"', (ROOT / "symfocal" / "version.py").read_text(), re.M)[1]
 
 
@@ -127,7 +128,7 @@ class BuildExtension(cpp_extension.BuildExtension):
                          f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
                 ext.extra_objects += self.compiler.compile(
                     [str(CSRC / source)], output_dir=self.build_temp,
-                    include_dirs=[str(CSRC), *cpp_extension.include_paths()], extra_postargs=flags)
+                    include_dirs=[str(CSRC.absolute()), *cpp_extension.include_paths()], extra_postargs=flags)
         super().build_extensions()
 
 
@@ -158,7 +159,7 @@ def make_extension():
     extension = ext(
         "symfocal._C",
         sources,
-        include_dirs=[str(CSRC)],
+        include_dirs=[str(CSRC.absolute())],
         extra_compile_args={"cxx": cxx, "nvcc": nvcc_flags},
         extra_link_args=["-fopenmp"],
     )

@@ -37,6 +37,31 @@ SYMFOCAL_HOST_DEVICE int64_t sample_length(const Problem& pb, int64_t b) {
   return len;
 }
 
+// Where tile pair `item` (over all samples) lies: sample b, the tile (I, J)
+// starting at (i0, j0) with rows x cols cells inside the map, and the
+// sample's effective length.
+struct TileGeometry {
+  int64_t b, i0, j0, len;
+  int rows, cols;
+  bool diagonal;
+};
+
+SYMFOCAL_HOST_DEVICE TileGeometry tile_geometry(const Problem& pb, int64_t item) {
+  const int64_t n = num_tiles(pb.L);
+  const int64_t per_sample = tile_pairs_per_sample(n);
+  TileGeometry g;
+  g.b = item / per_sample;
+  int64_t I, J;
+  tile_pair_of(item % per_sample, n, I, J);
+  g.i0 = I * kTile;
+  g.j0 = J * kTile;
+  g.rows = static_cast<int>(pb.L - g.i0 < kTile ? pb.L - g.i0 : kTile);
+  g.cols = static_cast<int>(pb.L - g.j0 < kTile ? pb.L - g.j0 : kTile);
+  g.diagonal = I == J;
+  g.len = sample_length(pb, g.b);
+  return g;
+}
+
 // Lengths and separation admit cell (i, j). Symmetric in (i, j).
 SYMFOCAL_HOST_DEVICE bool admits(int64_t i, int64_t j, int64_t len, int64_t min_sep) {
   const int64_t sep = i > j ? i - j : j - i;

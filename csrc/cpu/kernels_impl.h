@@ -36,27 +36,7 @@ struct alignas(64) TileBuf {
   acc_t wa[TT], wb[TT], wp[TT];
 };
 
-struct Geometry {
-  int64_t b, i0, j0, len;
-  int rows, cols;
-  bool diagonal;
-};
-
-inline Geometry geometry_of(const Problem& pb, int64_t item) {
-  const int64_t n = num_tiles(pb.L);
-  const int64_t per_sample = tile_pairs_per_sample(n);
-  Geometry g;
-  g.b = item / per_sample;
-  int64_t I, J;
-  tile_pair_of(item % per_sample, n, I, J);
-  g.i0 = I * T;
-  g.j0 = J * T;
-  g.rows = static_cast<int>(std::min<int64_t>(T, pb.L - g.i0));
-  g.cols = static_cast<int>(std::min<int64_t>(T, pb.L - g.j0));
-  g.diagonal = I == J;
-  g.len = sample_length(pb, g.b);
-  return g;
-}
+using Geometry = TileGeometry;
 
 template <typename F>
 void visit_dtype(DType dt, F&& f) {
@@ -283,8 +263,8 @@ struct Kernels {
       TileBuf<acc_t> t;
       const Scales<acc_t> unit;
       for (int64_t item = begin; item < end; ++item) {
-        const Geometry g = geometry_of(pb, item);
-        if (item + 1 < end) prefetch_inputs(pb, geometry_of(pb, item + 1));
+        const Geometry g = tile_geometry(pb, item);
+        if (item + 1 < end) prefetch_inputs(pb, tile_geometry(pb, item + 1));
         build_weights(pb, g, unit, t);
         gather_inputs(pb, g, t);
         double sums[kNumStats];
@@ -323,8 +303,8 @@ struct Kernels {
     at::parallel_for(0, items, 4, [&](int64_t begin, int64_t end) {
       TileBuf<acc_t> t;
       for (int64_t item = begin; item < end; ++item) {
-        const Geometry g = geometry_of(pb, item);
-        if (item + 1 < end) prefetch_inputs(pb, geometry_of(pb, item + 1));
+        const Geometry g = tile_geometry(pb, item);
+        if (item + 1 < end) prefetch_inputs(pb, tile_geometry(pb, item + 1));
         build_weights(pb, g, scales, t);
         gather_inputs(pb, g, t);
         tile_math<M, G, Pass::kGrad>(t, prm, nullptr);

@@ -1,0 +1,62 @@
+"""Random inputs and the comparison against the float64 reference."""
+
+import torch
+
+import symfocal
+from symfocal import reference
+
+OPTION_KEYS = ("mode", "alpha", "gamma", "pos_weight", "label_smoothing", "min_separation", "lengths", "mask",
+               "symmetry_weight", "symmetry_penalty", "huber_delta", "reduction")
+
+
+def random_inputs(shape, *, dtype=torch.float32, target="bool", density=0.05, device="cpu", scale=3.0,
+                  symmetric_target=True):
+    """Logits ~ N(0, scale^2) and a sparse target (symmetric by default, as in real maps)."""
+    x = (torch.randn(shape, dtype=torch.float64) * scale).to(dtype)
+    y = torch.rand(shape) < density
+    if symmetric_target:
+        y = y | y.transpose(-1, -2)
+    if target == "bool":
+        t = y
+    elif target == "uint8":
+        t = y.to(torch.uint8)
+    elif target == "soft":
+        t = torch.where(y, torch.rand(shape) * 0.5 + 0.5, torch.rand(shape) * 0.3).to(dtype)
+    else:
+        t = y.to(target)
+    return x.to(device), t.to(device)
+
+
+def grad_of(loss_fn, x, t, **kw):
+    """(loss, d loss / d x for a random incoming gradient), loss_fn(x, t, **kw)."""
+    x = x.detach().clone().requires_grad_(True)
+    out = loss_fn(x, t, **kw)
+    g = torch.randn_like(out) if out.dim() else torch.ones_like(out) * 1.7
+    (gx,) = torch.autograd.grad(out, x, g)
+    return out.detach(), gx, g
+
+
+def compare_with_reference(x, t, *, atol=None, rtol=None, **kw):
+    """Fused on x (its own dtype) against the reference on float64 copies of the same inputs."""
+    fused_loss, fused_grad, g = grad_of(symfocal.sym_focal_loss, x, t, **kw)
+    x64 = x.detach().double()
+    t64 = t.double() if t.dtype.is_floating_point else t
+    kw64 = dict(kw)
+    ref_x = x64.clone().requires_grad_(True)
+    ref_loss = reference.sym_focal_loss(ref_x, t64, **kw64)
+    (ref_grad,) = torch.autograd.grad(ref_loss, ref_x, g.double())
+    low = x.dtype in (torch.float16, torch.bfloat16)
+    if atol is None:
+        atol = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[x.dtype]
+    if rtol is None:
+        rtol = {torch.float64: 1e-9, torch.float32: 2e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}[x.dtype]
+    assert fused_loss.dtype == (torch.float64 if x.dtype == torch.float64 else
+                                (x.dtype if kw.get("reduction") == "none" else torch.float32))
+    assert fused_grad.dtype == x.dtype and fused_grad.shape == x.shape
+    assert torch.isfinite(fused_loss).all() and torch.isfinite(fused_grad).all()
+    torch.testing.assert_close(fused_loss.double(), ref_loss.detach(), atol=atol, rtol=rtol)
+    # Gradients are small per cell (a mean divides by N); compare relative to their scale.
+    scale = ref_grad.abs().amax().clamp(min=1e-30) if ref_grad.numel() else torch.tensor(1.0)
+    torch.testing.assert_close(fused_grad.double() / scale, ref_grad / scale, atol=atol * (10 if low else 1),
+                               rtol=rtol)
+    return fused_loss, fused_grad

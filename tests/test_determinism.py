@@ -1,0 +1,37 @@
+"""Bitwise-identical loss and gradient across calls and thread counts."""
+
+import torch
+
+import symfocal
+from helpers import grad_of, random_inputs
+
+
+def _run(x, t, **kw):
+    return grad_of(symfocal.sym_focal_loss, x, t, **kw)[:2]
+
+
+def test_repeated_calls_are_bitwise_identical():
+    x, t = random_inputs((4, 130, 130), target="soft")
+    kw = dict(mode="pair", symmetry_weight=0.3, lengths=torch.tensor([130, 100, 64, 3]))
+    torch.manual_seed(0)
+    first = _run(x, t, **kw)
+    for _ in range(3):
+        torch.manual_seed(0)
+        again = _run(x, t, **kw)
+        assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+
+
+def test_thread_count_does_not_change_a_bit():
+    x, t = random_inputs((6, 100, 100))
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 1):
+            torch.set_num_threads(n)
+            torch.manual_seed(0)
+            results.append(_run(x, t, mode="average", symmetry_weight=0.2))
+    finally:
+        torch.set_num_threads(before)
+    for loss, grad in results[1:]:
+        assert torch.equal(loss, results[0][0])
+        assert torch.equal(grad, results[0][1])

@@ -1,0 +1,89 @@
+"""SymFocalLoss, symmetrize and the reference's own correctness."""
+
+import io
+import pickle
+
+import pytest
+import torch
+
+import symfocal
+from helpers import random_inputs
+from symfocal import reference
+
+
+def test_module_equals_function():
+    x, t = random_inputs((2, 30, 30))
+    lengths = torch.tensor([30, 17])
+    crit = symfocal.SymFocalLoss(mode="pair", gamma=1.5, min_separation=2, symmetry_weight=0.1)
+    a = crit(x, t, lengths=lengths)
+    b = symfocal.sym_focal_loss(x, t, mode="pair", gamma=1.5, min_separation=2, symmetry_weight=0.1,
+                                lengths=lengths)
+    assert torch.equal(a, b)
+
+
+def test_module_repr_shows_what_differs():
+    r = repr(symfocal.SymFocalLoss(mode="upper", gamma=3.0, symmetry_weight=0.5))
+    assert r == "SymFocalLoss(mode='upper', gamma=3.0, symmetry_weight=0.5)"
+    assert repr(symfocal.SymFocalLoss()) == "SymFocalLoss(mode='average')"
+
+
+def test_module_pickles_and_round_trips():
+    crit = symfocal.SymFocalLoss(mode="pair", alpha=None, pos_weight=4.0)
+    clone = pickle.loads(pickle.dumps(crit))
+    x, t = random_inputs((1, 20, 20))
+    assert torch.equal(crit(x, t), clone(x, t))
+    buf = io.BytesIO()
+    torch.save(crit.state_dict(), buf)
+    other = symfocal.SymFocalLoss(mode="pair", alpha=None, pos_weight=4.0)
+    other.load_state_dict(torch.load(io.BytesIO(buf.getvalue())))
+    assert torch.equal(other(x, t), crit(x, t))
+
+
+@pytest.mark.parametrize("how", ["average", "upper", "lower"])
+def test_symmetrize(how):
+    x = torch.randn(3, 9, 9)
+    s = symfocal.symmetrize(x, how)
+    assert torch.equal(s, s.transpose(-1, -2))
+    if how == "upper":
+        assert torch.equal(torch.triu(s), torch.triu(x))
+    if how == "lower":
+        assert torch.equal(torch.tril(s), torch.tril(x))
+    with pytest.raises(ValueError, match="how"):
+        symfocal.symmetrize(x, "diagonal")
+
+
+def _focal_by_hand(z, t, alpha=0.25, gamma=2.0, w=1.0):
+    import math
+    p = 1 / (1 + math.exp(-z))
+    ce = -(w * t * math.log(p) + (1 - t) * math.log(1 - p))
+    p_t = p * t + (1 - p) * (1 - t)
+    a_t = 1.0 if alpha is None else alpha * t + (1 - alpha) * (1 - t)
+    return a_t * (1 - p_t) ** gamma * ce
+
+
+def test_reference_against_a_hand_computed_case():
+    # 3x3, lengths 2, mode pair, with an l2 penalty: every term written out by hand.
+    x = torch.tensor([[0.5, -1.0, 2.0], [0.3, 1.5, -0.7], [1.1, 0.2, -2.0]], dtype=torch.float64)
+    y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], dtype=torch.float64)
+    n = 2
+    cells = [(i, j) for i in range(n) for j in range(n)]
+    focal = sum(0.5 * (_focal_by_hand(x[i, j].item(), y[i, j].item()) +
+                       _focal_by_hand(x[j, i].item(), y[i, j].item())) for i, j in cells)
+    pen = (x[0, 1] - x[1, 0]).item() ** 2
+    expect = focal / len(cells) + 0.3 * pen / 1
+    for fn in (reference.sym_focal_loss, symfocal.sym_focal_loss):
+        got = fn(x[None], y[None], mode="pair", lengths=torch.tensor([2]), symmetry_weight=0.3,
+                 symmetry_penalty="l2")
+        assert got.item() == pytest.approx(expect, rel=1e-12)
+
+
+def test_fallback_warns_once_and_matches(monkeypatch):
+    from symfocal import _ops, functional
+    monkeypatch.setattr(_ops, "_C", None)
+    monkeypatch.setattr(_ops, "LOAD_ERROR", ImportError("simulated"))
+    monkeypatch.setattr(_ops, "_warned", False)
+    x, t = random_inputs((2, 12, 12), dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match="reference"):
+        a = functional.sym_focal_loss(x, t)
+    b = reference.sym_focal_loss(x, t)
+    assert torch.equal(a, b)

@@ -1,0 +1,30 @@
+"""torch.library.opcheck on each op: schema, fake tensors, autograd registration, AOT dispatch."""
+
+import pytest
+import torch
+
+from helpers import random_inputs
+
+
+def _args(reduction, mode="average", with_extras=False):
+    x, t = random_inputs((2, 20, 20), dtype=torch.float32)
+    x.requires_grad_(True)
+    lengths = torch.tensor([20, 11]) if with_extras else None
+    mask = (torch.rand(20, 20) < 0.9) if with_extras else None
+    return (x, t, lengths, mask, mode, 0.25, 2.0, 1.0, 0.0, 1 if with_extras else 0, 0.3, "l1", 1.0, reduction)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("with_extras", [False, True])
+def test_forward(reduction, with_extras):
+    torch.library.opcheck(torch.ops.symfocal.forward.default, _args(reduction, "pair", with_extras))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_backward(reduction):
+    args = _args(reduction)
+    x = args[0].detach()
+    loss, stats = torch.ops.symfocal.forward(x, *args[1:])
+    grad = torch.randn_like(loss)
+    torch.library.opcheck(torch.ops.symfocal.backward.default, (grad, x, *args[1:4], stats, *args[4:]),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
