@@ -5,6 +5,7 @@
 #   make wheel      a CUDA wheel in dist/ (make wheel-cpu: a CPU-only one)
 #   make gpu-check  on a machine with a GPU: build for sm_90, CUDA tests, sanitizer, benchmark
 
+SHELL := /bin/bash
 PYTHON_BOOT ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -28,8 +29,10 @@ $(VENV)/.deps: requirements-dev.txt
 
 build: $(VENV)/.built
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)
-	TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$(DEV_CUDA_ARCHS)}" MAX_JOBS=$${MAX_JOBS:-2} \
-		$(PY) setup.py build_ext --inplace
+	@mkdir -p build
+	@# The log keeps nvcc's resource report for tests/test_cuda_build.py.
+	set -o pipefail; TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$(DEV_CUDA_ARCHS)}" MAX_JOBS=$${MAX_JOBS:-2} \
+		$(PY) setup.py build_ext --inplace 2>&1 | tee build/build.log
 	@# Put the source tree on the venv's path (what `pip install -e .` does, without a second build).
 	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'symfocal-dev.pth').write_text('$(CURDIR)\n')"
 	touch $@
@@ -42,3 +45,7 @@ bench: build
 
 clean:
 	rm -rf build dist *.egg-info symfocal/_C*.so $(VENV)/.built
+
+# On the GPU machine: that image's own python3 and torch (no venv, no network).
+gpu-check:
+	bash scripts/gpu_check.sh

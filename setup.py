@@ -150,7 +150,9 @@ def make_extension():
                   f'-DSYMFOCAL_CUDA_ARCHS="{archs}"']
         cxx += macros
         # Our .cu includes no torch headers, so every warning in it is ours.
-        nvcc_flags = ["-O3", "--Werror", "all-warnings", "-lineinfo", *macros]
+        # -Xptxas=-v: the resource report (registers, stack, spills) goes into the build log,
+        # where tests/test_cuda_build.py checks that the kernels neither spill nor use a stack.
+        nvcc_flags = ["-O3", "--Werror", "all-warnings", "-lineinfo", "-Xptxas=-v", "--threads", "2", *macros]
         print(f"symfocal: building CUDA kernels (nvcc {nvcc[0]}.{nvcc[1]}, archs {archs})")
         ext = cpp_extension.CUDAExtension
     else:

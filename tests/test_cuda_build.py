@@ -1,0 +1,61 @@
+"""The CUDA kernels' compiler resource report: no register spills, no stack frame.
+
+Reads the report that `make build` keeps in build/build.log (nvcc runs with
+-Xptxas=-v); without that log it compiles kernels.cu for sm_90 itself. Needs
+nvcc, not a GPU.
+"""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from symfocal import _ops
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG = ROOT / "build" / "build.log"
+NVCC = shutil.which("nvcc", path="/usr/local/cuda/bin") or shutil.which("nvcc")
+MAIN_KERNELS = ("tile_pair_kernel", "finalize_kernel")
+
+needs_nvcc = pytest.mark.skipif(NVCC is None and not _ops.has_cuda_kernels(), reason="no nvcc on this machine")
+
+
+def resource_report():
+    if LOG.exists() and "ptxas info" in LOG.read_text(errors="replace"):
+        return LOG.read_text(errors="replace")
+    if NVCC is None:
+        pytest.skip("no build log with a resource report and no nvcc")
+    out = subprocess.run([NVCC, "-std=c++17", "-O3", "-arch=sm_90", "-cubin", "-o", "/dev/null", "-Xptxas=-v",
+                          "-I", str(ROOT / "csrc"), str(ROOT / "csrc" / "cuda" / "kernels.cu")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stderr
+
+
+def entries(report):
+    """(kernel name, arch, stack bytes, spill store bytes, spill load bytes) per compiled entry."""
+    found = []
+    pattern = re.compile(r"Compiling entry function '(\S+)' for '(sm_\d+)'(?:(?!Compiling entry).)*?"
+                         r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", re.S)
+    for m in pattern.finditer(report):
+        found.append((m[1], m[2], int(m[3]), int(m[4]), int(m[5])))
+    return found
+
+
+@needs_nvcc
+def test_no_spills_or_stack_in_main_kernels():
+    report = entries(resource_report())
+    main = [e for e in report if any(k in e[0] for k in MAIN_KERNELS)]
+    assert main, "no resource report for the main kernels found"
+    bad = [e for e in main if e[2] or e[3] or e[4]]
+    assert not bad, "kernels with a stack frame or spills:\n" + "\n".join(map(str, bad))
+
+
+@needs_nvcc
+def test_built_for_sm80_and_sm90():
+    if not (LOG.exists() and "ptxas info" in LOG.read_text(errors="replace")):
+        pytest.skip("no build log: the extension was not built by `make build`")
+    archs = {e[1] for e in entries(LOG.read_text(errors="replace"))}
+    assert {"sm_80", "sm_90"} <= archs, archs
