@@ -145,7 +145,7 @@ def make_extension():
         check_cuda_match(nvcc)
         archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or default_arch_list()
         os.environ["TORCH_CUDA_ARCH_LIST"] = archs
-        sources += [str(CSRC / "cuda" / "kernels.cu"), str(CSRC / "cuda" / "ops_cuda.cpp")]
+        sources += [str(p) for p in sorted((CSRC / "cuda").glob("*.cu"))] + [str(CSRC / "cuda" / "ops_cuda.cpp")]
         macros = ["-DSYMFOCAL_WITH_CUDA", f'-DSYMFOCAL_CUDA_VERSION="{nvcc[0]}.{nvcc[1]}"',
                   f'-DSYMFOCAL_CUDA_ARCHS="{archs}"']
         cxx += macros

@@ -1,4 +1,5 @@
-// The CUDA kernels: one thread block per tile pair (tile (I, J), I <= J, with
+#pragma once
+// The tile-pair kernels: one thread block per tile pair (tile (I, J), I <= J, with
 // its mirror (J, I)), 32 x 8 threads, each thread 4 cells of the 32 x 32 tile.
 //
 // Both tiles are read once and coalesced: the own tile straight from global
@@ -24,13 +25,12 @@
 
 namespace symfocal {
 namespace cuda {
-namespace {
+namespace detail {
 
 constexpr int T = kTile;
 constexpr int kRowsPerPass = 8;               // blockDim.y
 constexpr int kPerThread = T / kRowsPerPass;  // cells per thread
 constexpr int kThreads = T * kRowsPerPass;
-constexpr int kFinalizeThreads = 256;
 
 template <typename acc_t>
 __device__ __forceinline__ acc_t load_as(const void* p, DType dt, int64_t off) {
@@ -239,34 +239,7 @@ __global__ void __launch_bounds__(kThreads, 2) tile_pair_kernel(Problem pb, int6
   }
 }
 
-// Sums the partials in a fixed order and forms the loss value.
-template <typename loss_t>
-__global__ void __launch_bounds__(kFinalizeThreads)
-    finalize_kernel(const double* partials, int64_t items, double* stats, loss_t* loss, Reduction reduction,
-                    double lambda) {
-  __shared__ double sh[kNumStats][kFinalizeThreads];
-  const int tid = threadIdx.x;
-  double acc[kNumStats] = {0, 0, 0, 0};
-  for (int64_t i = tid; i < items; i += kFinalizeThreads)
-#pragma unroll
-    for (int s = 0; s < kNumStats; ++s) acc[s] += partials[i * kNumStats + s];
-#pragma unroll
-  for (int s = 0; s < kNumStats; ++s) sh[s][tid] = acc[s];
-  __syncthreads();
-  for (int stride = kFinalizeThreads / 2; stride > 0; stride >>= 1) {
-    if (tid < stride)
-#pragma unroll
-      for (int s = 0; s < kNumStats; ++s) sh[s][tid] += sh[s][tid + stride];
-    __syncthreads();
-  }
-  if (tid == 0) {
-    double total[kNumStats];
-    for (int s = 0; s < kNumStats; ++s) total[s] = stats[s] = sh[s][0];
-    *loss = static_cast<loss_t>(reduce_stats(total, reduction, lambda));
-  }
-}
-
-unsigned grid_for(int64_t items) {
+inline unsigned grid_for(int64_t items) {
   constexpr int64_t kMaxGrid = 2147483647;
   return static_cast<unsigned>(items < kMaxGrid ? items : kMaxGrid);
 }
@@ -284,41 +257,12 @@ void launch_tile_pairs(const Problem& pb, int64_t items, const GradSource& src, 
   }
 }
 
-}  // namespace
-
-cudaError_t launch_forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
-                           void* loss_scalar, cudaStream_t stream) {
-  const bool fp64 = pb.logits_dtype == DType::kFloat64;
-  if (items > 0) {
-    const GradSource none;
-    if (fp64) {
-      launch_tile_pairs<Pass::kForward, double>(pb, items, none, loss_map, partials, stream);
-    } else {
-      launch_tile_pairs<Pass::kForward, float>(pb, items, none, loss_map, partials, stream);
-    }
-    const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) return err;
-  }
-  if (fp64) {
-    finalize_kernel<double><<<1, kFinalizeThreads, 0, stream>>>(partials, items, stats, static_cast<double*>(loss_scalar),
-                                                                pb.params.reduction, pb.params.symmetry_weight);
-  } else {
-    finalize_kernel<float><<<1, kFinalizeThreads, 0, stream>>>(partials, items, stats, static_cast<float*>(loss_scalar),
-                                                               pb.params.reduction, pb.params.symmetry_weight);
-  }
-  return cudaGetLastError();
-}
-
-cudaError_t launch_backward(const Problem& pb, const GradSource& src, void* grad, int64_t items,
-                            cudaStream_t stream) {
-  if (items == 0) return cudaSuccess;
-  if (pb.logits_dtype == DType::kFloat64) {
-    launch_tile_pairs<Pass::kBackward, double>(pb, items, src, grad, nullptr, stream);
-  } else {
-    launch_tile_pairs<Pass::kBackward, float>(pb, items, src, grad, nullptr, stream);
-  }
-  return cudaGetLastError();
-}
-
+}  // namespace detail
 }  // namespace cuda
 }  // namespace symfocal
+
+// Each (pass, accumulation type) is compiled in its own file (tile_pairs_*.cu)
+// so that the build runs them in parallel; launch.cu only links to them.
+#define SYMFOCAL_TILE_PAIRS(P, ACC)                                                                 \
+  template void symfocal::cuda::detail::launch_tile_pairs<symfocal::cuda::detail::Pass::P, ACC>( \
+      const symfocal::Problem&, int64_t, const symfocal::GradSource&, void*, double*, cudaStream_t)
