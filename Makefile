@@ -9,7 +9,7 @@ SHELL := /bin/bash
 PYTHON_BOOT ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-TORCH_SPEC ?= torch==2.14.1
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # For builds here: sm_80 machine code (runs on all 8.x), sm_90, and PTX for newer GPUs.
 # Wheels use setup.py's default instead: every arch from 8.0 the toolkit supports.
 DEV_CUDA_ARCHS ?= 8.0;9.0+PTX
@@ -24,7 +24,7 @@ setup: $(VENV)/.deps
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)" -r requirements-dev.txt
+	$(PY) -m pip install -q $(TORCH_SPEC) -r requirements-dev.txt
 	touch $@
 
 build: $(VENV)/.built

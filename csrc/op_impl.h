@@ -26,6 +26,20 @@ inline at::ScalarType loss_dtype_of(const at::Tensor& logits) {
   return logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// The outputs of a forward pass, allocated on the logits' device.
+struct ForwardOutputs {
+  at::Tensor partials, stats, loss_scalar, loss_map;
+  ForwardOutputs(const at::Tensor& logits, const Params& params, int64_t items) {
+    const auto dev = logits.options();
+    partials = at::empty({items, kNumStats}, dev.dtype(at::kDouble));
+    stats = at::empty({kNumStats}, dev.dtype(at::kDouble));
+    loss_scalar = at::empty({}, dev.dtype(loss_dtype_of(logits)));
+    if (params.reduction == Reduction::kNone)
+      loss_map = at::empty(logits.sizes(), dev.memory_format(at::MemoryFormat::Contiguous));
+  }
+  at::Tensor loss() const { return loss_map.defined() ? loss_map : loss_scalar; }
+};
+
 template <class Backend>
 std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& logits, const at::Tensor& target,
                                               const std::optional<at::Tensor>& lengths,
@@ -34,19 +48,12 @@ std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& logits, const at
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   typename Backend::Guard guard(logits.device());
   PreparedCall call = prepare(logits, target, lengths, mask, params);
-  const Problem& pb = call.pb;
-  const int64_t items = num_work_items(pb);
-  const auto dev = logits.options();
-  at::Tensor partials = at::empty({items, kNumStats}, dev.dtype(at::kDouble));
-  at::Tensor stats = at::empty({kNumStats}, dev.dtype(at::kDouble));
-  at::Tensor loss_scalar = at::empty({}, dev.dtype(loss_dtype_of(logits)));
-  at::Tensor loss_map;
-  if (params.reduction == Reduction::kNone) {
-    loss_map = at::empty(logits.sizes(), dev.memory_format(at::MemoryFormat::Contiguous));
-  }
-  Backend::forward(pb, loss_map.defined() ? loss_map.data_ptr() : nullptr, partials.data_ptr<double>(),
-                   items, stats.data_ptr<double>(), loss_scalar.data_ptr());
-  return {loss_map.defined() ? loss_map : loss_scalar, stats};
+  const int64_t items = num_work_items(call.pb);
+  ForwardOutputs out(logits, params, items);
+  Backend::forward(call.pb, out.loss_map.defined() ? out.loss_map.data_ptr() : nullptr,
+                   out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),
+                   out.loss_scalar.data_ptr());
+  return {out.loss(), out.stats};
 }
 
 template <class Backend>

@@ -27,7 +27,7 @@ def _number(name, value, *, allow_none=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number{' or None' if allow_none else ''}, "
                         f"got {type(value).__name__}")
-    if math.isnan(value):
+    if value != value:  # NaN (math.isnan does not trace under torch.compile with dynamic floats)
         raise ValueError(f"{name} must not be NaN")
 
 

@@ -91,6 +91,35 @@ if _C is not None:
 
     torch.library.register_autograd("symfocal::forward", _backward, setup_context=_setup_context)
 
+    # The CPU's training forward (csrc/ops.cpp): it also returns the gradient of
+    # the unnormalized focal sum, and backward only scales that one buffer.
+    @torch.library.register_fake("symfocal::forward_train")
+    def _forward_train_fake(logits, target, lengths, mask, *options):
+        loss, stats = _forward_fake(logits, target, lengths, mask, *options)
+        return loss, stats, torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+    def _setup_train_context(ctx, inputs, output):
+        _, stats, grad_unit = output
+        ctx.mark_non_differentiable(stats, grad_unit)
+        ctx.save_for_backward(grad_unit, stats)  # instead of logits and target
+        ctx.mean = inputs[-1] == "mean"
+        ctx.num_inputs = len(inputs)
+
+    def _backward_train(ctx, grad_loss, _grad_stats, _grad_unit):
+        if torch.is_grad_enabled():
+            raise RuntimeError("symfocal: the loss is differentiable once; create_graph=True (for a second "
+                               "derivative) is not supported")
+        grad_unit, stats = ctx.saved_tensors
+        scale = grad_loss.to(torch.float64)
+        if ctx.mean:
+            cells = stats[1]
+            scale = torch.where(cells > 0, scale / cells.clamp(min=1), torch.zeros_like(scale))
+        scale = scale.to(torch.float64 if grad_unit.dtype == torch.float64 else torch.float32)
+        return (grad_unit * scale,) + (None,) * (ctx.num_inputs - 1)
+
+    torch.library.register_autograd("symfocal::forward_train", _backward_train,
+                                    setup_context=_setup_train_context)
+
     def _no_double_backward(ctx, *grads):
         raise RuntimeError("symfocal: the loss is differentiable once; a second derivative (double "
                            "backward, create_graph=True then grad again) is not supported")

@@ -65,9 +65,16 @@ def sym_focal_loss(
     if why_not is not None:
         _ops.warn_fallback_once(why_not)
         return reference.sym_focal_loss(logits, target, lengths=lengths, mask=mask, validate=False, **options)
-    loss, _ = torch.ops.symfocal.forward(
-        logits, target, lengths, mask, mode,
-        None if alpha is None else float(alpha), float(gamma),
-        1.0 if pos_weight is None else float(pos_weight), float(label_smoothing), int(min_separation),
-        float(symmetry_weight), symmetry_penalty, float(huber_delta), reduction)
-    return loss
+    args = (logits, target, lengths, mask, mode, None if alpha is None else float(alpha), float(gamma),
+            1.0 if pos_weight is None else float(pos_weight), float(label_smoothing), int(min_separation),
+            float(symmetry_weight), symmetry_penalty, float(huber_delta), reduction)
+    if _train_on_cpu(logits, reduction, symmetry_weight):
+        return torch.ops.symfocal.forward_train(*args)[0]
+    return torch.ops.symfocal.forward(*args)[0]
+
+
+def _train_on_cpu(logits, reduction, symmetry_weight) -> bool:
+    """On the CPU, arithmetic is the cost: when a gradient will be needed, the forward
+    pass computes it too (sharing the exp and log) and backward only scales it."""
+    return (logits.device.type == "cpu" and logits.requires_grad and torch.is_grad_enabled()
+            and reduction != "none" and symmetry_weight == 0)

@@ -34,9 +34,10 @@ def test_with_lengths_mask_separation(mode):
            gamma=1.5, alpha=None, pos_weight=2.0, label_smoothing=0.1)
 
 
-def test_double_backward_raises_clearly():
+@pytest.mark.parametrize("kw", [dict(), dict(reduction="none"), dict(symmetry_weight=0.5)])
+def test_double_backward_raises_clearly(kw):
     x, t = random_inputs((2, 10, 10), dtype=torch.float64)
     x.requires_grad_(True)
-    (g,) = torch.autograd.grad(symfocal.sym_focal_loss(x, t), x, create_graph=True)
     with pytest.raises(RuntimeError, match="differentiable once"):
+        (g,) = torch.autograd.grad(symfocal.sym_focal_loss(x, t, **kw).sum(), x, create_graph=True)
         torch.autograd.grad(g.sum(), x)

@@ -28,3 +28,10 @@ def test_backward(reduction):
     grad = torch.randn_like(loss)
     torch.library.opcheck(torch.ops.symfocal.backward.default, (grad, x, *args[1:4], stats, *args[4:]),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_forward_train(reduction):
+    args = list(_args(reduction, "average", True))
+    args[10] = 0.0  # no penalty: the op's domain
+    torch.library.opcheck(torch.ops.symfocal.forward_train.default, tuple(args))

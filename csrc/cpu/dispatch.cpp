@@ -29,13 +29,13 @@ Isa pick() {
 }
 }  // namespace
 
-void forward(const Problem& pb, void* loss_map, double* partials) {
+void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit) {
   switch (pick()) {
 #if defined(__x86_64__)
-    case Isa::kAvx512: return AVX512::forward(pb, loss_map, partials);
-    case Isa::kAvx2: return AVX2::forward(pb, loss_map, partials);
+    case Isa::kAvx512: return AVX512::forward(pb, loss_map, partials, grad_unit);
+    case Isa::kAvx2: return AVX2::forward(pb, loss_map, partials, grad_unit);
 #endif
-    default: return DEFAULT::forward(pb, loss_map, partials);
+    default: return DEFAULT::forward(pb, loss_map, partials, grad_unit);
   }
 }
 

@@ -9,9 +9,10 @@ namespace symfocal {
 namespace cpu {
 
 // Per-tile-pair partial sums into partials[item * kNumStats + stat] and,
-// when loss_map is not null, the per-cell loss map ([batch, L, L], contiguous,
-// the logits dtype).
-void forward(const Problem& pb, void* loss_map, double* partials);
+// when loss_map is not null, the per-cell loss map; when grad_unit is not
+// null, the gradient of the unnormalized focal sum (all in [batch, L, L],
+// contiguous, the logits dtype). At most one of the two is not null.
+void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit);
 
 // grad_logits ([batch, L, L], contiguous, the logits dtype) in one pass.
 void backward(const Problem& pb, const GradSource& src, void* grad);
@@ -21,7 +22,7 @@ const char* isa_in_use();
 
 #define SYMFOCAL_DECLARE_CPU_KERNELS(ISA)                                  \
   namespace ISA {                                                          \
-  void forward(const Problem& pb, void* loss_map, double* partials);       \
+  void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit); \
   void backward(const Problem& pb, const GradSource& src, void* grad);     \
   }
 SYMFOCAL_DECLARE_CPU_KERNELS(DEFAULT)

@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "../tiles.h"
 #include "kernels.h"
@@ -32,6 +33,7 @@ struct alignas(64) TileBuf {
   // xa[r*T + c] = x(i0 + r, j0 + c); xb[r*T + c] = x(j0 + c, i0 + r) (the mirror).
   // After the math, xa / xb hold what is written back to cells (i, j) / (j, i).
   acc_t xa[TT], xb[TT], ta[TT], tb[TT];
+  acc_t scratch[TT];  // for transposes
   // Weights: of the focal term of each cell, and of the penalty of the pair.
   acc_t wa[TT], wb[TT], wp[TT];
 };
@@ -50,34 +52,49 @@ void visit_dtype(DType dt, F&& f) {
   }
 }
 
+// dst[c * ld_dst + r] = src[r * ld_src + c] over a T x T tile; SIMD 16 x 16
+// blocks for float (ATen's transpose_mxn), plain loops otherwise.
 template <typename acc_t>
-void transpose_in_place(acc_t* a) {
-  for (int r = 0; r < T; ++r)
-    for (int c = r + 1; c < T; ++c) std::swap(a[r * T + c], a[c * T + r]);
+void transpose_tile(const acc_t* src, int64_t ld_src, acc_t* dst, int64_t ld_dst) {
+  if constexpr (std::is_same_v<acc_t, float>) {
+    for (int r = 0; r < T; r += 16)
+      for (int c = 0; c < T; c += 16)
+        at::vec::transpose_mxn<float, 16, 16>(src + r * ld_src + c, ld_src, dst + c * ld_dst + r, ld_dst);
+  } else {
+    for (int r = 0; r < T; ++r)
+      for (int c = 0; c < T; ++c) dst[c * ld_dst + r] = src[r * ld_src + c];
+  }
 }
 
 // out[r*T + c] = v(b, i0 + r, j0 + c), or the mirror v(b, j0 + c, i0 + r);
 // zero outside the map so that padding cells stay finite.
 template <typename src_t, typename acc_t>
-void gather(const MapView& v, const Geometry& g, bool mirror, acc_t* out) {
+void gather(const MapView& v, const Geometry& g, bool mirror, acc_t* out, acc_t* scratch) {
   const src_t* base = static_cast<const src_t*>(v.data) + v.batch_offset(g.b);
   const int64_t rs = v.row_stride, cs = v.col_stride;
   const bool full = g.rows == T && g.cols == T;
-  if (!full) std::fill(out, out + TT, acc_t(0));
-  // Both cases copy source rows (contiguous in memory when cs == 1); the
-  // mirror is then transposed inside the buffer, where it is cheap.
+  if constexpr (std::is_same_v<src_t, acc_t>) {
+    if (mirror && full && cs == 1) {  // straight from memory, transposed on the way
+      transpose_tile(base + g.j0 * rs + g.i0, rs, out, T);
+      return;
+    }
+  }
+  // Source rows (contiguous in memory when cs == 1) into `rows`; the mirror
+  // is then transposed from the scratch buffer.
+  acc_t* rows = mirror ? scratch : out;
+  if (!full) std::fill(rows, rows + TT, acc_t(0));
   const int64_t r0 = mirror ? g.j0 : g.i0, c0 = mirror ? g.i0 : g.j0;
   const int nrows = mirror ? g.cols : g.rows, ncols = mirror ? g.rows : g.cols;
   for (int r = 0; r < nrows; ++r) {
     const src_t* __restrict__ row = base + (r0 + r) * rs + c0 * cs;
-    acc_t* __restrict__ o = out + r * T;
+    acc_t* __restrict__ o = rows + r * T;
     if (cs == 1 && ncols == T) {
       for (int c = 0; c < T; ++c) o[c] = static_cast<acc_t>(row[c]);
     } else {
       for (int c = 0; c < ncols; ++c) o[c] = static_cast<acc_t>(row[c * cs]);
     }
   }
-  if (mirror) transpose_in_place(out);
+  if (mirror) transpose_tile(scratch, T, out, T);
 }
 
 // Starts loading the rows of tile (i0.., j0..) and of its mirror.
@@ -91,8 +108,8 @@ void prefetch_tiles(const MapView& v, const Geometry& g) {
 }
 
 template <typename acc_t>
-void gather_any(const MapView& v, DType dt, const Geometry& g, bool mirror, acc_t* out) {
-  visit_dtype(dt, [&](auto tag) { gather<decltype(tag), acc_t>(v, g, mirror, out); });
+void gather_any(const MapView& v, DType dt, const Geometry& g, bool mirror, acc_t* out, acc_t* scratch) {
+  visit_dtype(dt, [&](auto tag) { gather<decltype(tag), acc_t>(v, g, mirror, out, scratch); });
 }
 
 // The per-cell scales of the backward pass (1 in the forward pass).
@@ -133,8 +150,8 @@ void build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s,
     }
   }
   if (pb.has_mask) {
-    gather<uint8_t, acc_t>(pb.mask, g, false, t.ta);
-    gather<uint8_t, acc_t>(pb.mask, g, true, t.tb);
+    gather<uint8_t, acc_t>(pb.mask, g, false, t.ta, t.scratch);
+    gather<uint8_t, acc_t>(pb.mask, g, true, t.tb, t.scratch);
     for (int o = 0; o < TT; ++o) {
       const acc_t ma = t.ta[o] != acc_t(0) ? acc_t(1) : acc_t(0);
       const acc_t mb = t.tb[o] != acc_t(0) ? acc_t(1) : acc_t(0);
@@ -146,8 +163,8 @@ void build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s,
   if (s.grad_map != nullptr) {
     // Reduction none: cell (i, j)'s term is scaled by its own incoming
     // gradient; a penalty pair, split half to each cell, by their mean.
-    gather_any(*s.grad_map, s.grad_dtype, g, false, t.ta);
-    gather_any(*s.grad_map, s.grad_dtype, g, true, t.tb);
+    gather_any(*s.grad_map, s.grad_dtype, g, false, t.ta, t.scratch);
+    gather_any(*s.grad_map, s.grad_dtype, g, true, t.tb, t.scratch);
     for (int o = 0; o < TT; ++o) {
       t.wa[o] *= t.ta[o];
       t.wb[o] *= t.tb[o];
@@ -163,10 +180,10 @@ inline void prefetch_inputs(const Problem& pb, const Geometry& g) {
 
 template <typename acc_t>
 void gather_inputs(const Problem& pb, const Geometry& g, TileBuf<acc_t>& t) {
-  gather_any(pb.logits, pb.logits_dtype, g, false, t.xa);
-  gather_any(pb.logits, pb.logits_dtype, g, true, t.xb);
-  gather_any(pb.target, pb.target_dtype, g, false, t.ta);
-  gather_any(pb.target, pb.target_dtype, g, true, t.tb);
+  gather_any(pb.logits, pb.logits_dtype, g, false, t.xa, t.scratch);
+  gather_any(pb.logits, pb.logits_dtype, g, true, t.xb, t.scratch);
+  gather_any(pb.target, pb.target_dtype, g, false, t.ta, t.scratch);
+  gather_any(pb.target, pb.target_dtype, g, true, t.tb, t.scratch);
   const double eps = pb.params.label_smoothing;
   if (eps != 0.0) {
     const acc_t keep = static_cast<acc_t>(1.0 - eps), shift = static_cast<acc_t>(0.5 * eps);
@@ -178,17 +195,25 @@ void gather_inputs(const Problem& pb, const Geometry& g, TileBuf<acc_t>& t) {
 }
 
 // xa / xb of the tile (values for cells (i, j) / (j, i)) into a contiguous
-// [batch, L, L] output; a diagonal tile adds both halves of each cell. xb is
-// transposed in the buffer first, so that every store runs along a row.
+// [batch, L, L] output; a diagonal tile adds both halves of each cell. The
+// mirror values are transposed first, so that every store runs along a row.
 template <typename out_t, typename acc_t>
 void scatter(TileBuf<acc_t>& t, const Geometry& g, int64_t L, out_t* out) {
   out_t* base = out + g.b * L * L;
-  transpose_in_place(t.xb);  // now xb[r*T + c] belongs to cell (j0 + r, i0 + c)
+  const bool full = g.rows == T && g.cols == T;
+  if constexpr (std::is_same_v<out_t, acc_t>) {
+    if (full && !g.diagonal) {  // rows straight into the output, the mirror transposed on the way
+      for (int r = 0; r < T; ++r) std::memcpy(base + (g.i0 + r) * L + g.j0, t.xa + r * T, T * sizeof(acc_t));
+      transpose_tile(t.xb, T, base + g.j0 * L + g.i0, L);
+      return;
+    }
+  }
+  transpose_tile(t.xb, T, t.scratch, T);  // scratch[r*T + c] belongs to cell (j0 + r, i0 + c)
   if (g.diagonal) {
     for (int r = 0; r < g.rows; ++r) {
       out_t* __restrict__ row = base + (g.i0 + r) * L + g.j0;
       const acc_t* a = t.xa + r * T;
-      const acc_t* b = t.xb + r * T;
+      const acc_t* b = t.scratch + r * T;
       for (int c = 0; c < g.cols; ++c) row[c] = static_cast<out_t>(acc_t(0.5) * (a[c] + b[c]));
     }
     return;
@@ -200,16 +225,18 @@ void scatter(TileBuf<acc_t>& t, const Geometry& g, int64_t L, out_t* out) {
   }
   for (int r = 0; r < g.cols; ++r) {
     out_t* __restrict__ row = base + (g.j0 + r) * L + g.i0;
-    const acc_t* b = t.xb + r * T;
+    const acc_t* b = t.scratch + r * T;
     for (int c = 0; c < g.rows; ++c) row[c] = static_cast<out_t>(b[c]);
   }
 }
 
-enum class Pass { kReduce, kLossMap, kGrad };
+// What the math leaves in xa / xb besides the sums: nothing, the per-cell
+// loss map, or the per-cell gradient (of the weighted loss).
+enum class Store { kNothing, kLossMap, kGrad };
 
-// The math over one gathered tile pair. kReduce returns the tile's sums in
-// `sums`; kLossMap and kGrad leave per-cell results in xa / xb.
-template <Mode M, GammaKind G, Pass P, typename acc_t>
+// The math over one gathered tile pair: the tile's four sums into `sums`
+// (unless null), and per-cell results in xa / xb as `S` asks.
+template <Mode M, GammaKind G, Store S, typename acc_t>
 void tile_math(TileBuf<acc_t>& t, const Params& prm, double* sums) {
   using Vec = Vectorized<acc_t>;
   constexpr int W = Vec::size();
@@ -229,20 +256,19 @@ void tile_math(TileBuf<acc_t>& t, const Params& prm, double* sums) {
       wp = Vec::loadu(t.wp + o);
       penalty_term(xa - xb, prm.penalty, delta, rho, drho);
     }
-    if (P == Pass::kGrad) {
+    if (S == Store::kGrad) {
       (ga + wp * drho).store(t.xa + o);
       (gb - wp * drho).store(t.xb + o);
-    } else if (P == Pass::kLossMap) {
+    } else if (S == Store::kLossMap) {
       (la + half_lambda * wp * rho).store(t.xa + o);
       (lb + half_lambda * wp * rho).store(t.xb + o);
-    } else {
-      s_focal = s_focal + la + lb;
-      s_cells = s_cells + wa + wb;
-      s_pen = s_pen + wp * rho;
-      s_pairs = s_pairs + wp;
     }
+    s_focal = s_focal + la + lb;
+    s_cells = s_cells + wa + wb;
+    s_pen = s_pen + wp * rho;
+    s_pairs = s_pairs + wp;
   }
-  if (P == Pass::kReduce) {
+  if (sums != nullptr) {
     // Lanes summed in a fixed order: the result does not depend on threads.
     const Vec* acc[kNumStats] = {&s_focal, &s_cells, &s_pen, &s_pairs};
     for (int s = 0; s < kNumStats; ++s) {
@@ -257,7 +283,10 @@ void tile_math(TileBuf<acc_t>& t, const Params& prm, double* sums) {
 
 template <typename acc_t, Mode M, GammaKind G>
 struct Kernels {
-  static void forward(const Problem& pb, void* loss_map, double* partials) {
+  // cell_out: null, the loss map (reduction none) or, for forward_train, the
+  // gradient of the unnormalized sum (weights 1), both [batch, L, L].
+  template <Store S>
+  static void forward_pass(const Problem& pb, void* cell_out, double* partials) {
     const int64_t items = pb.batch * tile_pairs_per_sample(num_tiles(pb.L));
     at::parallel_for(0, items, 4, [&](int64_t begin, int64_t end) {
       TileBuf<acc_t> t;
@@ -268,17 +297,26 @@ struct Kernels {
         build_weights(pb, g, unit, t);
         gather_inputs(pb, g, t);
         double sums[kNumStats];
-        tile_math<M, G, Pass::kReduce>(t, pb.params, sums);
+        tile_math<M, G, S>(t, pb.params, sums);
         const double w = g.diagonal ? 0.5 : 1.0;  // a diagonal tile sees each pair twice
         for (int s = 0; s < kNumStats; ++s) partials[item * kNumStats + s] = w * sums[s];
-        if (loss_map != nullptr) {
-          tile_math<M, G, Pass::kLossMap>(t, pb.params, sums);
+        if (S != Store::kNothing) {
           visit_dtype(pb.logits_dtype, [&](auto tag) {
-            scatter(t, g, pb.L, static_cast<decltype(tag)*>(loss_map));
+            scatter(t, g, pb.L, static_cast<decltype(tag)*>(cell_out));
           });
         }
       }
     });
+  }
+
+  static void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit) {
+    if (loss_map != nullptr) {
+      forward_pass<Store::kLossMap>(pb, loss_map, partials);
+    } else if (grad_unit != nullptr) {
+      forward_pass<Store::kGrad>(pb, grad_unit, partials);
+    } else {
+      forward_pass<Store::kNothing>(pb, nullptr, partials);
+    }
   }
 
   static void backward(const Problem& pb, const GradSource& src, void* grad) {
@@ -307,7 +345,7 @@ struct Kernels {
         if (item + 1 < end) prefetch_inputs(pb, tile_geometry(pb, item + 1));
         build_weights(pb, g, scales, t);
         gather_inputs(pb, g, t);
-        tile_math<M, G, Pass::kGrad>(t, prm, nullptr);
+        tile_math<M, G, Store::kGrad>(t, prm, nullptr);
         visit_dtype(pb.logits_dtype, [&](auto tag) {
           scatter(t, g, pb.L, static_cast<decltype(tag)*>(grad));
         });
@@ -344,8 +382,8 @@ void dispatch(const Problem& pb, F&& call) {
   }
 }
 
-void forward(const Problem& pb, void* loss_map, double* partials) {
-  dispatch<Kernels>(pb, [&](auto k) { decltype(k)::forward(pb, loss_map, partials); });
+void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit) {
+  dispatch<Kernels>(pb, [&](auto k) { decltype(k)::forward(pb, loss_map, partials, grad_unit); });
 }
 
 void backward(const Problem& pb, const GradSource& src, void* grad) {
