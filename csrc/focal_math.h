@@ -55,36 +55,48 @@ struct FocalCoefs {
         has_alpha(p.has_alpha) {}
 };
 
-// FL(z, t) and dFL/dz for logit z and (already smoothed) target t.
-//
-// Finite for every finite z and every gamma >= 0:
-//  - sigmoid and its complement both come from e = exp(-|z|) in (0, 1], so
-//    neither cancels to 0 early and nothing overflows;
-//  - log p and log(1 - p) are -softplus(-z) and -softplus(z), with
-//    log1p(e) from one log and a correction term (no epsilon clamp);
-//  - d/dz (1 - p_t)^gamma = gamma (1 - p_t)^(gamma - 1) (1 - 2t) p (1 - p)
-//    is formed as gamma (1 - p_t)^gamma / (1 - p_t) * ..., and taken as 0
-//    where 1 - p_t == 0 (then p (1 - p) == 0 too), so 0 < gamma < 1 never
-//    meets inf * 0.
-template <GammaKind G, typename V>
-SYMFOCAL_HOST_DEVICE void focal_term(const V& z, const V& t, const FocalCoefs<V>& k, V& loss,
-                                     V& dloss) {
-  const V zero(0.0), one(1.0), two(2.0);
+// What FL(z, .) needs of the logit alone: computed once per logit and shared
+// by the targets it meets (two in modes average and pair).
+template <typename V>
+struct LogitTerms {
+  V p, q;                          // sigmoid(z), 1 - sigmoid(z)
+  V softplus_pos, softplus_neg;    // -log(1 - p), -log p
+};
+
+// Finite for every finite z: sigmoid and its complement both come from
+// e = exp(-|z|) in (0, 1], so neither cancels to 0 early and nothing
+// overflows; log p and log(1 - p) are -softplus(-z) and -softplus(z), with
+// log1p(e) from one log and a correction term (no epsilon clamp).
+template <typename V>
+SYMFOCAL_HOST_DEVICE LogitTerms<V> logit_terms(const V& z) {
+  const V zero(0.0), one(1.0);
   const V e = sf_exp(zero - sf_abs(z));
   const V u = one + e;
   const V r = one / u;
   const auto nonneg = z >= zero;
-  const V p = sf_select(nonneg, r, e * r);  // sigmoid(z)
-  const V q = sf_select(nonneg, e * r, r);  // 1 - sigmoid(z)
+  LogitTerms<V> lt;
+  lt.p = sf_select(nonneg, r, e * r);
+  lt.q = sf_select(nonneg, e * r, r);
   // log1p(e) = log(u) - ((u - 1) - e) / u: the rounding of u = 1 + e undone.
   const V log1p_e = sf_log(u) - ((u - one) - e) * r;
-  const V softplus_pos = sf_max(z, zero) + log1p_e;         // -log(1 - p)
-  const V softplus_neg = sf_max(zero - z, zero) + log1p_e;  // -log p
+  lt.softplus_pos = sf_max(z, zero) + log1p_e;
+  lt.softplus_neg = sf_max(zero - z, zero) + log1p_e;
+  return lt;
+}
 
+// FL(z, t) and dFL/dz from the logit's terms and the (already smoothed)
+// target t, for every gamma >= 0:
+//   d/dz (1 - p_t)^gamma = gamma (1 - p_t)^(gamma - 1) (1 - 2t) p (1 - p)
+// is formed as gamma (1 - p_t)^gamma / (1 - p_t) * ..., and taken as 0 where
+// 1 - p_t == 0 (then p (1 - p) == 0 too), so 0 < gamma < 1 never meets inf * 0.
+template <GammaKind G, typename V>
+SYMFOCAL_HOST_DEVICE void focal_from(const LogitTerms<V>& lt, const V& t, const FocalCoefs<V>& k, V& loss,
+                                     V& dloss) {
+  const V zero(0.0), one(1.0), two(2.0);
   const V one_minus_t = one - t;
   const V wt = k.pos_weight * t;
-  const V ce = wt * softplus_neg + one_minus_t * softplus_pos;
-  const V dce = one_minus_t * p - wt * q;
+  const V ce = wt * lt.softplus_neg + one_minus_t * lt.softplus_pos;
+  const V dce = one_minus_t * lt.p - wt * lt.q;
   const V a_t = k.has_alpha ? k.alpha * t + k.one_minus_alpha * one_minus_t : one;
 
   if (G == GammaKind::kZero) {
@@ -92,9 +104,9 @@ SYMFOCAL_HOST_DEVICE void focal_term(const V& z, const V& t, const FocalCoefs<V>
     dloss = a_t * dce;
     return;
   }
-  const V m = p * one_minus_t + q * t;  // 1 - p_t
-  const V dm = (one - two * t) * p * q;  // d(1 - p_t)/dz
-  V mod, dmod;                           // (1 - p_t)^gamma and its derivative
+  const V m = lt.p * one_minus_t + lt.q * t;  // 1 - p_t
+  const V dm = (one - two * t) * lt.p * lt.q;  // d(1 - p_t)/dz
+  V mod, dmod;                                 // (1 - p_t)^gamma and its derivative
   if (G == GammaKind::kOne) {
     mod = m;
     dmod = dm;
@@ -109,6 +121,12 @@ SYMFOCAL_HOST_DEVICE void focal_term(const V& z, const V& t, const FocalCoefs<V>
   dloss = a_t * (mod * dce + dmod * ce);
 }
 
+// FL(z, t) and dFL/dz for logit z and (already smoothed) target t.
+template <GammaKind G, typename V>
+SYMFOCAL_HOST_DEVICE void focal_term(const V& z, const V& t, const FocalCoefs<V>& k, V& loss, V& dloss) {
+  focal_from<G>(logit_terms(z), t, k, loss, dloss);
+}
+
 // ---- one unordered pair of cells (i, j) and (j, i) ---------------------------
 //
 // xa = x_ij, xb = x_ji, ta = y_ij, tb = y_ji; wa, wb weigh the loss terms of
@@ -121,20 +139,21 @@ SYMFOCAL_HOST_DEVICE void pair_focal(const V& xa, const V& xb, const V& ta, cons
                                      V& gb) {
   const V half(0.5);
   if (M == Mode::kAverage) {
-    const V s = (xa + xb) * half;
+    const LogitTerms<V> s = logit_terms((xa + xb) * half);
     V fa, da, fb, db;
-    focal_term<G>(s, ta, k, fa, da);
-    focal_term<G>(s, tb, k, fb, db);
+    focal_from<G>(s, ta, k, fa, da);
+    focal_from<G>(s, tb, k, fb, db);
     la = wa * fa;
     lb = wb * fb;
     ga = half * (wa * da + wb * db);
     gb = ga;
   } else if (M == Mode::kPair) {
+    const LogitTerms<V> a = logit_terms(xa), b = logit_terms(xb);
     V f_aa, d_aa, f_ba, d_ba, f_bb, d_bb, f_ab, d_ab;  // f_<logit><target>
-    focal_term<G>(xa, ta, k, f_aa, d_aa);
-    focal_term<G>(xb, ta, k, f_ba, d_ba);
-    focal_term<G>(xb, tb, k, f_bb, d_bb);
-    focal_term<G>(xa, tb, k, f_ab, d_ab);
+    focal_from<G>(a, ta, k, f_aa, d_aa);
+    focal_from<G>(b, ta, k, f_ba, d_ba);
+    focal_from<G>(b, tb, k, f_bb, d_bb);
+    focal_from<G>(a, tb, k, f_ab, d_ab);
     la = half * wa * (f_aa + f_ba);
     lb = half * wb * (f_bb + f_ab);
     ga = half * (wa * d_aa + wb * d_ab);

@@ -101,6 +101,7 @@ if _C is not None:
     def _setup_train_context(ctx, inputs, output):
         _, stats, grad_unit = output
         ctx.mark_non_differentiable(stats, grad_unit)
+        ctx.set_materialize_grads(False)  # no zero-filled B×L×L gradient for the grad_unit output
         ctx.save_for_backward(grad_unit, stats)  # instead of logits and target
         ctx.mean = inputs[-1] == "mean"
         ctx.num_inputs = len(inputs)
@@ -110,11 +111,15 @@ if _C is not None:
             raise RuntimeError("symfocal: the loss is differentiable once; create_graph=True (for a second "
                                "derivative) is not supported")
         grad_unit, stats = ctx.saved_tensors
+        if grad_loss is None:
+            return (None,) * ctx.num_inputs
         scale = grad_loss.to(torch.float64)
         if ctx.mean:
             cells = stats[1]
             scale = torch.where(cells > 0, scale / cells.clamp(min=1), torch.zeros_like(scale))
         scale = scale.to(torch.float64 if grad_unit.dtype == torch.float64 else torch.float32)
+        # Out of place (an in-place scale would be ~15% faster on the CPU, but would break a
+        # second backward through the same graph: retain_graph, gradcheck, jacobians).
         return (grad_unit * scale,) + (None,) * (ctx.num_inputs - 1)
 
     torch.library.register_autograd("symfocal::forward_train", _backward_train,
