@@ -122,16 +122,19 @@ struct Scales {
 
 // wa, wb, wp from lengths, separation, triangle and mask, times the scales.
 // Uses ta / tb as scratch, so it runs before the targets are gathered.
+// Returns true, and fills nothing, when every weight of the tile pair is just
+// the scale (the common case: an interior tile pair, no mask).
 template <typename acc_t>
-void build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s, TileBuf<acc_t>& t) {
+bool build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s, TileBuf<acc_t>& t) {
   const Mode mode = pb.params.mode;
   const int64_t k = pb.params.min_separation;
   // The separation between the two tiles' cells is at least this much.
   const int64_t gap = g.diagonal ? 0 : g.j0 - (g.i0 + T - 1);
   const bool all_admitted = g.rows == T && g.cols == T && g.i0 + T <= g.len && g.j0 + T <= g.len &&
                             gap >= k && mode != Mode::kUpper;
+  if (all_admitted && !g.diagonal && !pb.has_mask && s.grad_map == nullptr) return true;
   if (all_admitted) {
-    // The common case: no per-cell rule applies inside this tile pair.
+    // No per-cell rule applies inside this tile pair.
     std::fill(t.wa, t.wa + TT, s.focal);
     std::fill(t.wb, t.wb + TT, s.focal);
     std::fill(t.wp, t.wp + TT, s.penalty);
@@ -171,12 +174,24 @@ void build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s,
       t.wp[o] *= acc_t(0.5) * (t.ta[o] + t.tb[o]);
     }
   }
+  return false;
 }
 
 inline void prefetch_inputs(const Problem& pb, const Geometry& g) {
   visit_dtype(pb.logits_dtype, [&](auto tag) { prefetch_tiles<decltype(tag)>(pb.logits, g); });
   visit_dtype(pb.target_dtype, [&](auto tag) { prefetch_tiles<decltype(tag)>(pb.target, g); });
 }
+
+// Where tile_math reads the own tile's logits and writes the own cells'
+// results: the buffers, or (float32 / float64, a full tile, unit column
+// stride) the tensors themselves, which saves a copy each way.
+// How tile_math weighs the cells: per cell from the buffers, or, when
+// build_weights found them all equal to the scales, by those constants.
+template <typename acc_t>
+struct TileWeights {
+  bool uniform;
+  acc_t focal, penalty;
+};
 
 template <typename acc_t>
 void gather_inputs(const Problem& pb, const Geometry& g, TileBuf<acc_t>& t) {
@@ -202,7 +217,7 @@ void scatter(TileBuf<acc_t>& t, const Geometry& g, int64_t L, out_t* out) {
   out_t* base = out + g.b * L * L;
   const bool full = g.rows == T && g.cols == T;
   if constexpr (std::is_same_v<out_t, acc_t>) {
-    if (full && !g.diagonal) {  // rows straight into the output, the mirror transposed on the way
+    if (full && !g.diagonal) {  // the mirror transposed on the way into the output
       for (int r = 0; r < T; ++r) std::memcpy(base + (g.i0 + r) * L + g.j0, t.xa + r * T, T * sizeof(acc_t));
       transpose_tile(t.xb, T, base + g.j0 * L + g.i0, L);
       return;
@@ -237,23 +252,25 @@ enum class Store { kNothing, kLossMap, kGrad };
 // The math over one gathered tile pair: the tile's four sums into `sums`
 // (unless null), and per-cell results in xa / xb as `S` asks.
 template <Mode M, GammaKind G, Store S, typename acc_t>
-void tile_math(TileBuf<acc_t>& t, const Params& prm, double* sums) {
+void tile_math(TileBuf<acc_t>& t, const TileWeights<acc_t>& w, const Params& prm, double* sums) {
   using Vec = Vectorized<acc_t>;
   constexpr int W = Vec::size();
   const FocalCoefs<Vec> k(prm);
   const bool with_penalty = prm.symmetry_weight > 0.0;
   const Vec delta(static_cast<acc_t>(prm.huber_delta));
   const Vec half_lambda(static_cast<acc_t>(0.5 * prm.symmetry_weight));
+  const Vec w_focal(w.focal), w_penalty(w.penalty);
   Vec s_focal(0), s_cells(0), s_pen(0), s_pairs(0);
   for (int o = 0; o < TT; o += W) {
     const Vec xa = Vec::loadu(t.xa + o), xb = Vec::loadu(t.xb + o);
     const Vec ta = Vec::loadu(t.ta + o), tb = Vec::loadu(t.tb + o);
-    const Vec wa = Vec::loadu(t.wa + o), wb = Vec::loadu(t.wb + o);
+    const Vec wa = w.uniform ? w_focal : Vec::loadu(t.wa + o);
+    const Vec wb = w.uniform ? w_focal : Vec::loadu(t.wb + o);
     Vec la, lb, ga, gb;
     pair_focal<M, G>(xa, xb, ta, tb, wa, wb, k, la, lb, ga, gb);
     Vec rho(0), drho(0), wp(0);
     if (with_penalty) {
-      wp = Vec::loadu(t.wp + o);
+      wp = w.uniform ? w_penalty : Vec::loadu(t.wp + o);
       penalty_term(xa - xb, prm.penalty, delta, rho, drho);
     }
     if (S == Store::kGrad) {
@@ -294,12 +311,12 @@ struct Kernels {
       for (int64_t item = begin; item < end; ++item) {
         const Geometry g = tile_geometry(pb, item);
         if (item + 1 < end) prefetch_inputs(pb, tile_geometry(pb, item + 1));
-        build_weights(pb, g, unit, t);
+        const TileWeights<acc_t> weights{build_weights(pb, g, unit, t), unit.focal, unit.penalty};
         gather_inputs(pb, g, t);
         double sums[kNumStats];
-        tile_math<M, G, S>(t, pb.params, sums);
-        const double w = g.diagonal ? 0.5 : 1.0;  // a diagonal tile sees each pair twice
-        for (int s = 0; s < kNumStats; ++s) partials[item * kNumStats + s] = w * sums[s];
+        tile_math<M, G, S>(t, weights, pb.params, sums);
+        const double half = g.diagonal ? 0.5 : 1.0;  // a diagonal tile sees each pair twice
+        for (int s = 0; s < kNumStats; ++s) partials[item * kNumStats + s] = half * sums[s];
         if (S != Store::kNothing) {
           visit_dtype(pb.logits_dtype, [&](auto tag) {
             scatter(t, g, pb.L, static_cast<decltype(tag)*>(cell_out));
@@ -343,9 +360,9 @@ struct Kernels {
       for (int64_t item = begin; item < end; ++item) {
         const Geometry g = tile_geometry(pb, item);
         if (item + 1 < end) prefetch_inputs(pb, tile_geometry(pb, item + 1));
-        build_weights(pb, g, scales, t);
+        const TileWeights<acc_t> weights{build_weights(pb, g, scales, t), scales.focal, scales.penalty};
         gather_inputs(pb, g, t);
-        tile_math<M, G, Store::kGrad>(t, prm, nullptr);
+        tile_math<M, G, Store::kGrad>(t, weights, prm, nullptr);
         visit_dtype(pb.logits_dtype, [&](auto tag) {
           scatter(t, g, pb.L, static_cast<decltype(tag)*>(grad));
         });
