@@ -2,10 +2,10 @@
 
 from . import reference
 from ._ops import available as extension_available
-from .functional import sym_focal_loss
+from .functional import num_valid_cells, sym_focal_loss
 from .loss import SymFocalLoss
 from .symmetrize import symmetrize
 from .version import __version__
 
-__all__ = ["sym_focal_loss", "SymFocalLoss", "symmetrize", "reference", "extension_available",
+__all__ = ["sym_focal_loss", "SymFocalLoss", "num_valid_cells", "symmetrize", "reference", "extension_available",
            "__version__"]

@@ -8,7 +8,7 @@ import torch
 from . import _ops, reference
 from ._checks import check_inputs
 
-__all__ = ["sym_focal_loss"]
+__all__ = ["sym_focal_loss", "num_valid_cells"]
 
 
 def _fused_serves(device: torch.device) -> str | None:
@@ -78,3 +78,14 @@ def _train_on_cpu(logits, reduction, symmetry_weight) -> bool:
     pass computes it too (sharing the exp and log) and backward only scales it."""
     return (logits.device.type == "cpu" and logits.requires_grad and torch.is_grad_enabled()
             and reduction != "none" and symmetry_weight == 0)
+
+
+def num_valid_cells(logits: torch.Tensor, *, lengths: torch.Tensor | None = None,
+                    mask: torch.Tensor | None = None, min_separation: int = 0,
+                    mode: str = "average") -> torch.Tensor:
+    """N of SPEC.md: how many cells count in ``mode`` (an int64 tensor on the logits' device).
+
+    With ``reduction="sum"`` and N summed over data-parallel ranks, a loss can be
+    normalized by the global count instead of each rank's own (see README).
+    """
+    return reference.valid_cells(logits, lengths, mask, min_separation, mode).sum()

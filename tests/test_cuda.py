@@ -164,3 +164,49 @@ def test_non_default_stream():
 def test_second_device():
     x, t = random_inputs((2, 40, 40), dtype=torch.float64, device="cuda:1")
     compare_with_reference(x, t, mode="pair", symmetry_weight=0.2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_autocast_and_grad_scaler(dtype):
+    model = torch.nn.Conv2d(2, 1, 3, padding=1).cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cuda")
+    feats = torch.randn(2, 2, 40, 40, device="cuda")
+    _, y = random_inputs((2, 40, 40), device="cuda")
+    with torch.autocast("cuda", dtype=dtype):
+        logits = model(feats).squeeze(1)
+        loss = symfocal.sym_focal_loss(logits, y)
+    assert logits.dtype == dtype and loss.dtype == torch.float32
+    torch.testing.assert_close(loss, symfocal.sym_focal_loss(logits.detach(), y))
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    assert torch.isfinite(model.weight).all()
+
+
+def test_deterministic_algorithms_accepted():
+    x, t = random_inputs((2, 50, 50), device="cuda")
+    x.requires_grad_(True)
+    torch.use_deterministic_algorithms(True)
+    try:
+        symfocal.sym_focal_loss(x, t, mode="pair").backward()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_no_device_memory_growth():
+    x, t = random_inputs((4, 64, 64), device="cuda")
+    x.requires_grad_(True)
+
+    def step():
+        symfocal.sym_focal_loss(x, t, validate=False, symmetry_weight=0.1).backward()
+        x.grad = None
+
+    for _ in range(10):
+        step()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    for _ in range(1000):
+        step()
+    torch.cuda.synchronize()
+    assert torch.cuda.memory_allocated() == before

@@ -87,3 +87,22 @@ def test_fallback_warns_once_and_matches(monkeypatch):
         a = functional.sym_focal_loss(x, t)
     b = reference.sym_focal_loss(x, t)
     assert torch.equal(a, b)
+
+
+def test_num_valid_cells_is_the_mean_normalizer():
+    x, t = random_inputs((3, 30, 30), dtype=torch.float64)
+    kw = dict(lengths=torch.tensor([30, 12, 0]), mask=torch.rand(30, 30) < 0.7, min_separation=2, mode="upper")
+    n = symfocal.num_valid_cells(x, **kw)
+    total = symfocal.sym_focal_loss(x, t, reduction="sum", **kw)
+    mean = symfocal.sym_focal_loss(x, t, reduction="mean", **kw)
+    torch.testing.assert_close(total / n, mean, atol=1e-12, rtol=1e-10)
+    assert 0 < n.item() < 30 * 30 * 3
+
+
+def test_info_reports_the_build():
+    from symfocal import info
+    rep = info.report()
+    assert rep["extension loaded"] is True
+    assert rep["symfocal"] == symfocal.__version__
+    assert rep["CPU kernels"].startswith("yes")
+    assert rep["built against torch"] == torch.__version__
