@@ -97,14 +97,25 @@ void gather(const MapView& v, const Geometry& g, bool mirror, acc_t* out, acc_t*
   if (mirror) transpose_tile(scratch, T, out, T);
 }
 
-// Starts loading the rows of tile (i0.., j0..) and of its mirror.
+// Starts loading the rows of tile (i0.., j0..) and of its mirror: every
+// cache line of each row segment (a 32-cell float row spans two).
 template <typename src_t>
 void prefetch_tiles(const MapView& v, const Geometry& g) {
+  constexpr int kLine = 64;
   const char* base = reinterpret_cast<const char*>(static_cast<const src_t*>(v.data) + v.batch_offset(g.b));
   const int64_t rs = v.row_stride * static_cast<int64_t>(sizeof(src_t));
   const int64_t cs = v.col_stride * static_cast<int64_t>(sizeof(src_t));
-  for (int r = 0; r < g.rows; ++r) __builtin_prefetch(base + (g.i0 + r) * rs + g.j0 * cs);
-  for (int c = 0; c < g.cols; ++c) __builtin_prefetch(base + (g.j0 + c) * rs + g.i0 * cs);
+  if (cs != static_cast<int64_t>(sizeof(src_t))) {
+    for (int r = 0; r < g.rows; ++r) __builtin_prefetch(base + (g.i0 + r) * rs + g.j0 * cs);
+    for (int c = 0; c < g.cols; ++c) __builtin_prefetch(base + (g.j0 + c) * rs + g.i0 * cs);
+    return;
+  }
+  const int own_bytes = g.cols * static_cast<int>(sizeof(src_t));
+  const int mirror_bytes = g.rows * static_cast<int>(sizeof(src_t));
+  for (int r = 0; r < g.rows; ++r)
+    for (int b = 0; b < own_bytes; b += kLine) __builtin_prefetch(base + (g.i0 + r) * rs + g.j0 * cs + b);
+  for (int c = 0; c < g.cols; ++c)
+    for (int b = 0; b < mirror_bytes; b += kLine) __builtin_prefetch(base + (g.j0 + c) * rs + g.i0 * cs + b);
 }
 
 template <typename acc_t>
