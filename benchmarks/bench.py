@@ -323,6 +323,7 @@ def plot(results, path_stem, title):
     ax2.set(xscale="log", xlabel="L", ylabel="speedup of fused (x)", title="fused speedup, forward+backward")
     ax2.axhline(1.0, color="gray", lw=0.8)
     for ax in (ax1, ax2):
+        ax.minorticks_off()
         ax.set_xticks(Ls)
         ax.set_xticklabels([str(L) for L in Ls])
         ax.grid(alpha=0.3)

@@ -1,6 +1,6 @@
 """The CUDA kernels' compiler resource report: no register spills, no stack frame.
 
-Reads the report that `make build` keeps in build/build.log (nvcc runs with
+Reads the report that `make build` keeps in build/ptxas.log (nvcc runs with
 -Xptxas=-v); without that log it compiles the kernels for sm_90 itself. Needs
 nvcc, not a GPU.
 """
@@ -15,7 +15,7 @@ import pytest
 from symfocal import _ops
 
 ROOT = Path(__file__).resolve().parent.parent
-LOG = ROOT / "build" / "build.log"
+LOG = ROOT / "build" / "ptxas.log"
 NVCC = shutil.which("nvcc", path="/usr/local/cuda/bin") or shutil.which("nvcc")
 MAIN_KERNELS = ("tile_pair_kernel", "finalize_kernel")
 
