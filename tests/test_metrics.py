@@ -1,0 +1,81 @@
+"""symfocal.metrics against small cases computed by hand."""
+
+import pytest
+import torch
+
+from symfocal import metrics
+
+
+def _one_map(L, contacts, scores):
+    """A [1, L, L] target with the given (i, j) contacts (symmetric), and scores set per pair."""
+    y = torch.zeros(1, L, L, dtype=torch.bool)
+    for i, j in contacts:
+        y[0, i, j] = y[0, j, i] = True
+    s = torch.full((1, L, L), -10.0)
+    for (i, j), v in scores.items():
+        s[0, i, j] = s[0, j, i] = v
+    return s, y
+
+
+def test_top_precision_by_hand():
+    # L = 30: long-range pairs have j - i >= 24. Top L/5 = 6 long pairs.
+    L = 30
+    long_pairs = [(0, 24), (0, 25), (0, 26), (1, 25), (1, 26), (2, 28), (3, 29), (4, 29)]
+    contacts = [(0, 24), (1, 25), (2, 28), (5, 12)]          # 3 long-range, 1 short-range (j - i = 7)
+    scores = {p: 10.0 - k for k, p in enumerate(long_pairs)}  # ranked in list order
+    scores[(5, 12)] = 20.0                                     # short range: j - i = 7
+    s, y = _one_map(L, contacts, scores)
+    out = metrics.top_precision(s, y)
+    # top 6 long: (0,24) yes, (0,25) no, (0,26) no, (1,25) yes, (1,26) no, (2,28) yes -> 3/6
+    assert out["long P@L/5"] == pytest.approx(3 / 6)
+    # top 15 long: all 8 scored long pairs plus 7 unscored ones; 3 contacts among them -> 3/15
+    assert out["long P@L/2"] == pytest.approx(3 / 15)
+    # short range: the top pair (5, 12) is a contact; L/5 = 6 picks -> 1/6
+    assert out["short P@L/5"] == pytest.approx(1 / 6)
+    assert out["medium P@L/5"] == 0.0
+
+
+def test_top_precision_honours_lengths():
+    s, y = _one_map(30, [(0, 24)], {(0, 24): 5.0})
+    # With length 20 no pair reaches separation 24: nothing to find.
+    out = metrics.top_precision(s, y, lengths=torch.tensor([20]))
+    assert out["long P@L/5"] == 0.0
+    out = metrics.top_precision(s, y, lengths=torch.tensor([30]))
+    assert out["long P@L/5"] == pytest.approx(1 / 6)
+
+
+def test_f1_mcc_by_hand():
+    L = 4
+    # pairs (i<j): (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    y = torch.zeros(1, L, L, dtype=torch.bool)
+    for i, j in [(0, 1), (1, 2), (2, 3)]:
+        y[0, i, j] = y[0, j, i] = True
+    p = torch.zeros(1, L, L)
+    for i, j in [(0, 1), (0, 2), (1, 2)]:
+        p[0, i, j] = 0.9
+    # TP: (0,1), (1,2) = 2; FP: (0,2) = 1; FN: (2,3) = 1; TN: (0,3), (1,3) = 2
+    out = metrics.f1_mcc(p, y)
+    assert (out["TP"], out["FP"], out["FN"], out["TN"]) == (2, 1, 1, 2)
+    assert out["F1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+    assert out["MCC"] == pytest.approx((2 * 2 - 1 * 1) / (3 * 3 * 3 * 3) ** 0.5)
+    # min_separation 2 keeps (0,2) (0,3) (1,3): TP 0, FP 1, FN 0, TN 2
+    out = metrics.f1_mcc(p, y, min_separation=2)
+    assert (out["TP"], out["FP"], out["FN"], out["TN"]) == (0, 1, 0, 2)
+
+
+def test_symmetry_error_by_hand():
+    p = torch.zeros(2, 3, 3)
+    p[0, 0, 1], p[0, 1, 0] = 0.8, 0.2   # |d| = 0.6
+    p[0, 1, 2], p[0, 2, 1] = 0.5, 0.5   # 0
+    p[1, 0, 2] = 0.3                    # sample 1 has length 2: (0, 2) does not exist
+    err = metrics.symmetry_error(p, lengths=torch.tensor([3, 2]))
+    assert err == pytest.approx(0.6 / (3 + 1))
+    assert metrics.symmetry_error(p + p.transpose(-1, -2)) == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_metrics_on_gpu_equal_cpu():
+    s = torch.randn(2, 40, 40)
+    y = torch.rand(2, 40, 40) < 0.1
+    assert metrics.top_precision(s.cuda(), y.cuda()) == metrics.top_precision(s, y)
+    assert metrics.f1_mcc(s.sigmoid().cuda(), y.cuda()) == metrics.f1_mcc(s.sigmoid(), y)
