@@ -2,7 +2,7 @@
 # in .venv with torch, then the extension built in place.
 #   make bench      the benchmark (fused vs eager vs torch.compile), results in benchmarks/results/
 #   make test       the test suite
-#   make wheel      a CUDA wheel in dist/ (make wheel-cpu: a CPU-only one)
+#   make example    the contact-map training example, results in examples/results/
 #   make gpu-check  on a machine with a GPU: build for sm_90, CUDA tests, sanitizer, benchmark
 
 SHELL := /bin/bash
@@ -18,7 +18,7 @@ export CUDA_HOME ?= /usr/local/cuda
 endif
 SOURCES := setup.py $(shell find csrc -type f)
 
-.PHONY: setup build test bench wheel wheel-cpu gpu-check clean
+.PHONY: setup build test bench example gpu-check clean
 
 setup: $(VENV)/.deps
 $(VENV)/.deps: requirements-dev.txt
@@ -44,6 +44,9 @@ test: build
 
 bench: build
 	$(PY) benchmarks/bench.py
+
+example: build
+	$(PY) examples/train_contact_map.py
 
 clean:
 	rm -rf build dist *.egg-info symfocal/_C*.so $(VENV)/.built

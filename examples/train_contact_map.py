@@ -101,7 +101,7 @@ def evaluate(model, data, device, min_sep, how):
     # mirrored for mode "upper" (which trains nothing below the diagonal).
     s = symfocal.symmetrize(raw, how)
     probs = torch.sigmoid(s)
-    out = metrics.top_precision(s, y, lengths=n, fractions=(1, 5))
+    out = metrics.top_precision(s, y, lengths=n, min_separation=min_sep, fractions=(1, 5))
     out.update({k: v for k, v in metrics.f1_mcc(probs, y, lengths=n, min_separation=min_sep).items()
                 if k in ("F1", "MCC")})
     # Symmetry of the raw output, before symmetrize: what the loss taught the network.

@@ -36,11 +36,12 @@ def _lengths_of(scores, lengths):
 
 
 def top_precision(scores: torch.Tensor, target: torch.Tensor, *, lengths: torch.Tensor | None = None,
-                  ranges: dict | None = None, fractions=(1, 2, 5)) -> dict:
+                  min_separation: int = 0, ranges: dict | None = None, fractions=(1, 2, 5)) -> dict:
     """Precision of the top L/f predicted pairs in each separation range (f in ``fractions``).
 
     Returns ``{"long P@L/5": value, ...}``, each the mean over samples of
     (true contacts among the ceil(len / f) highest-scored pairs) / ceil(len / f).
+    Pairs closer than ``min_separation`` are left out of every range.
     """
     ranges = SEPARATION_RANGES if ranges is None else ranges
     scores, target = scores.detach(), target.detach()
@@ -50,7 +51,7 @@ def top_precision(scores: torch.Tensor, target: torch.Tensor, *, lengths: torch.
             values = []
             for b, n in enumerate(_lengths_of(scores, lengths)):
                 k = math.ceil(n / f)
-                i, j = _pairs(n, scores.device, low, high)
+                i, j = _pairs(n, scores.device, max(low, min_separation), high)
                 if k == 0 or i.numel() == 0:
                     values.append(0.0)
                     continue

@@ -33,6 +33,8 @@ def test_top_precision_by_hand():
     # short range: the top pair (5, 12) is a contact; L/5 = 6 picks -> 1/6
     assert out["short P@L/5"] == pytest.approx(1 / 6)
     assert out["medium P@L/5"] == 0.0
+    # min_separation 8 leaves (5, 12) out of the short range: no short contact remains.
+    assert metrics.top_precision(s, y, min_separation=8)["short P@L/5"] == 0.0
 
 
 def test_top_precision_honours_lengths():
