@@ -21,6 +21,7 @@ step "build (sm_90)"
 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-$(nproc)} FORCE_CUDA=1 \
   timeout 300 $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1 || { echo "build failed"; tail -40 "$OUT/build.log"; exit 1; }
 grep -E "spill|stack frame" "$OUT/build.log" | sort | uniq -c
+mkdir -p build && cp "$OUT/build.log" build/ptxas.log   # the report tests/test_cuda_build.py reads
 
 step "CUDA tests"
 timeout 240 $PY -m pytest -q -x tests/test_cuda.py tests/test_cuda_build.py 2>&1 | tee "$OUT/test_cuda.log" | tail -15 || status=1
