@@ -34,4 +34,8 @@ def test_backward(reduction):
 def test_forward_train(reduction):
     args = list(_args(reduction, "average", True))
     args[10] = 0.0  # no penalty: the op's domain
-    torch.library.opcheck(torch.ops.symfocal.forward_train.default, tuple(args))
+    # Not test_aot_dispatch_dynamic: it keeps the grad_unit output and compares it after an eager
+    # backward, which (by design, see _ops.py) scales that donated buffer in place. Compiled
+    # training through this op is checked against eager in test_compile.py.
+    torch.library.opcheck(torch.ops.symfocal.forward_train.default, tuple(args),
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))

@@ -85,3 +85,20 @@ def test_no_memory_growth_over_1000_iterations():
         step()
     grown = _rss_bytes() - before
     assert grown < 8 * 2**20, f"resident memory grew by {grown / 2**20:.1f} MiB over 1000 steps"
+
+
+def test_second_backward_through_a_retained_graph():
+    """The CPU training path scales its buffer in place only when the graph is freed;
+    with retain_graph every backward still gets the right gradient."""
+    x, y = random_inputs((2, 40, 40))
+    x.requires_grad_(True)
+    loss = symfocal.sym_focal_loss(x, y)
+    (g1,) = torch.autograd.grad(loss, x, retain_graph=True)
+    (g2,) = torch.autograd.grad(loss, x, torch.tensor(2.0), retain_graph=True)
+    (g3,) = torch.autograd.grad(loss, x)
+    torch.testing.assert_close(g2, 2 * g1)
+    assert torch.equal(g1, g3)
+    loss = symfocal.sym_focal_loss(x, y)
+    loss.backward(retain_graph=True)
+    loss.backward()
+    torch.testing.assert_close(x.grad, 2 * g1)
