@@ -4,6 +4,9 @@
 #   make test       the test suite
 #   make example    the contact-map training example, results in examples/results/
 #   make gpu-check  on a machine with a GPU: build for sm_90, CUDA tests, sanitizer, benchmark
+#   make wheel      dist/symfocal-<version>+cu<XY>-*.whl with the CUDA kernels (no GPU needed)
+#   make wheel-cpu  dist/symfocal-<version>+cpu-*.whl
+#   make wheel-check  both wheels installed into a fresh venv, smoke suite from outside the tree
 
 SHELL := /bin/bash
 PYTHON_BOOT ?= python3
@@ -17,8 +20,14 @@ ifneq ($(wildcard /usr/local/cuda/bin/nvcc),)
 export CUDA_HOME ?= /usr/local/cuda
 endif
 SOURCES := setup.py $(shell find csrc -type f)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' symfocal/version.py)
+# Wheels: machine code for every arch from 8.0 that nvcc supports, PTX for the newest
+# (setup.py's default), unless WHEEL_CUDA_ARCHS names others.
+WHEEL_CUDA_ARCHS ?=
+CUDA_TAG = cu$(shell $${CUDA_HOME:-/usr/local/cuda}/bin/nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1\2/p')
+SDIST := dist/symfocal-$(VERSION).tar.gz
 
-.PHONY: setup build test bench example gpu-check clean
+.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check
 
 setup: $(VENV)/.deps
 $(VENV)/.deps: requirements-dev.txt
@@ -48,8 +57,32 @@ bench: build
 example: build
 	$(PY) examples/train_contact_map.py
 
+# Wheels are built from the sdist, unpacked in a folder of its own: what a user
+# building from the sdist gets, and a build folder apart from the in-place one.
+sdist: $(VENV)/.deps
+	@rm -f $(SDIST)
+	SYMFOCAL_CPU_ONLY=1 $(PY) setup.py -q sdist -d dist
+	@test -f $(SDIST) && tar tzf $(SDIST) | grep -q "csrc/cuda/tile_pair_kernel.cuh" && echo "built $(SDIST)"
+
+define build_wheel  # $(1): local version label, $(2): environment for setup.py
+	rm -rf build/wheel-$(1) dist/symfocal-$(VERSION)+$(1)-*.whl
+	mkdir -p build/wheel-$(1) && tar xzf $(SDIST) -C build/wheel-$(1)
+	$(2) SYMFOCAL_LOCAL_VERSION=$(1) MAX_JOBS=$${MAX_JOBS:-$$(nproc)} \
+		$(PY) -m pip wheel -q --no-build-isolation --no-deps -w dist build/wheel-$(1)/symfocal-$(VERSION)
+	@ls dist/symfocal-$(VERSION)+$(1)-*.whl
+endef
+
+wheel: sdist
+	$(call build_wheel,$(CUDA_TAG),FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$(WHEEL_CUDA_ARCHS)")
+
+wheel-cpu: sdist
+	$(call build_wheel,cpu,SYMFOCAL_CPU_ONLY=1)
+
+wheel-check: wheel wheel-cpu
+	bash scripts/wheel_check.sh
+
 clean:
-	rm -rf build dist *.egg-info symfocal/_C*.so $(VENV)/.built
+	rm -rf build dist *.egg-info symfocal/_C*.so symfocal/_build_info.json $(VENV)/.built
 
 # On the GPU machine: that image's own python3 and torch (no venv, no network).
 gpu-check:

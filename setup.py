@@ -10,6 +10,7 @@ Environment variables:
   SYMFOCAL_LOCAL_VERSION  local version label, e.g. "cu130" or "cpu" (wheels)
 """
 
+import json
 import os
 import re
 import subprocess
@@ -33,6 +34,7 @@ except ImportError:  # pragma: no cover - explained to the user
     )
 
 ROOT = Path(__file__).parent
+BUILD_INFO = "_build_info.json"
 CSRC = Path("csrc")  # setuptools wants source paths relative to setup.py
 os.chdir(ROOT)
 VERSION = re.search(r'^__version__ = "(.+)"', (ROOT / "symfocal" / "version.py").read_text(), re.M)[1]
@@ -130,6 +132,17 @@ class BuildExtension(cpp_extension.BuildExtension):
                     [str(CSRC / source)], output_dir=self.build_temp,
                     include_dirs=[str(CSRC.absolute()), *cpp_extension.include_paths()], extra_postargs=flags)
         super().build_extensions()
+        for ext in self.extensions:
+            # Beside the library: what it was built for, readable before loading it
+            # (symfocal/_build.py checks it against the running torch).
+            Path(self.get_ext_fullpath(ext.name)).with_name(BUILD_INFO).write_text(
+                json.dumps(ext.build_facts, indent=2) + "\n")
+
+    def copy_extensions_to_source(self):
+        """An in-place build copies the library into the source tree; its build info goes with it."""
+        super().copy_extensions_to_source()
+        package_dir = Path(self.get_finalized_command("build_py").get_package_dir("symfocal"))
+        (package_dir / BUILD_INFO).write_text(Path(self.build_lib, "symfocal", BUILD_INFO).read_text())
 
 
 def make_extension():
@@ -138,16 +151,18 @@ def make_extension():
     isa_sources = ISA_KERNELS if os.uname().machine == "x86_64" else {}
     sources = [str(CSRC / s) for s in cpu_sources]
     # -fopenmp: at::parallel_for is inline and runs OpenMP in our own code.
-    cxx = ["-O3", "-fopenmp", "-fvisibility=hidden", *warning_flags(), f'-DSYMFOCAL_TORCH_VERSION="{torch.__version__}"']
+    cxx = ["-O3", "-fopenmp", "-fvisibility=hidden", *warning_flags()]
     nvcc_flags = []
+    facts = {"symfocal": version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
+             "cuda": None, "cuda_archs": None}
     if cuda:
         nvcc = nvcc_version()
         check_cuda_match(nvcc)
         archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or default_arch_list()
         os.environ["TORCH_CUDA_ARCH_LIST"] = archs
         sources += [str(p) for p in sorted((CSRC / "cuda").glob("*.cu"))] + [str(CSRC / "cuda" / "ops_cuda.cpp")]
-        macros = ["-DSYMFOCAL_WITH_CUDA", f'-DSYMFOCAL_CUDA_VERSION="{nvcc[0]}.{nvcc[1]}"',
-                  f'-DSYMFOCAL_CUDA_ARCHS="{archs}"']
+        facts.update(cuda=f"{nvcc[0]}.{nvcc[1]}", cuda_archs=archs)
+        macros = ["-DSYMFOCAL_WITH_CUDA"]
         cxx += macros
         # Our .cu includes no torch headers, so every warning in it is ours.
         # -Xptxas=-v: the resource report (registers, stack, spills) goes into the build log,
@@ -166,6 +181,7 @@ def make_extension():
         extra_link_args=["-fopenmp"],
     )
     extension.isa_sources = isa_sources
+    extension.build_facts = facts
     return extension
 
 

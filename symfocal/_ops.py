@@ -8,13 +8,11 @@ import warnings
 
 import torch
 
-try:
-    from . import _C  # noqa: F401  (loading it registers torch.ops.symfocal.*)
+from . import _build
 
-    LOAD_ERROR = None
-except ImportError as exc:  # the extension was not built, or for another torch
-    _C = None
-    LOAD_ERROR = exc
+# Loading _C registers torch.ops.symfocal.*. Not built: None, and the reference
+# serves with a warning. Built for another torch or CUDA: ImportError, saying why.
+_C, LOAD_ERROR = _build.load_extension()
 
 __all__ = ["available", "has_cuda_kernels", "build_info", "warn_fallback_once"]
 
@@ -31,11 +29,12 @@ def has_cuda_kernels() -> bool:
 def build_info() -> dict:
     if _C is None:
         return {"loaded": False, "error": str(LOAD_ERROR)}
+    facts = _build.read_info() or {}
     return {
         "loaded": True,
-        "built_with_torch": _C.torch_version,
-        "cuda_version": _C.cuda_version or None,
-        "cuda_archs": _C.cuda_archs or None,
+        "built_with_torch": facts.get("torch", "unknown"),
+        "cuda_version": facts.get("cuda"),
+        "cuda_archs": facts.get("cuda_archs"),
         "with_cuda": bool(_C.with_cuda),
         "cpu_isa": _C.cpu_isa(),
     }

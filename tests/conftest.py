@@ -1,7 +1,13 @@
+import os
+import zlib
+
 import pytest
 import torch
 
 import symfocal
+
+# tests/smoke runs against an installed wheel, from outside the tree (scripts/wheel_check.sh).
+collect_ignore = ["smoke"]
 
 
 def pytest_report_header(config):
@@ -11,8 +17,9 @@ def pytest_report_header(config):
 
 @pytest.fixture(autouse=True)
 def _fresh_seed(request):
-    # A different, reproducible seed per test: fresh random inputs, not one fixed draw.
-    seed = abs(hash(request.node.nodeid)) % (2**31)
+    # A different seed per test, the same on every run (a failure reproduces);
+    # SYMFOCAL_TEST_SEED draws other inputs.
+    seed = zlib.crc32(request.node.nodeid.encode()) ^ int(os.environ.get("SYMFOCAL_TEST_SEED", "0"))
     torch.manual_seed(seed)
     yield
 

@@ -1,5 +1,5 @@
 // The CUDA implementation of the ops: device guard, current stream, launch
-// checks around the launchers of kernels.cu.
+// checks around the launchers of launch.cu.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -11,17 +11,33 @@
 namespace symfocal {
 namespace {
 
+// A GPU that the build has no code for fails at the launch; say which and how to
+// rebuild. (symfocal/functional.py says it before the launch, outside torch.compile.)
+void check_launch(cudaError_t err) {
+  if (err == cudaErrorNoKernelImageForDevice) {
+    int device = 0;
+    cudaDeviceProp prop{};
+    C10_CUDA_CHECK(cudaGetDevice(&device));
+    C10_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    TORCH_CHECK(false, "symfocal has no CUDA kernel for this GPU: ", prop.name, " is sm_", prop.major,
+                prop.minor, ", which is not among the architectures this build was compiled for (python -m "
+                "symfocal.info lists them). Fix: rebuild for it: TORCH_CUDA_ARCH_LIST=\"", prop.major, ".",
+                prop.minor, "\" FORCE_CUDA=1 pip install --no-build-isolation --force-reinstall --no-deps .");
+  }
+  C10_CUDA_CHECK(err);
+}
+
 struct CudaBackend {
   using Guard = c10::cuda::CUDAGuard;
 
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                       void* loss_scalar) {
-    C10_CUDA_CHECK(cuda::launch_forward(pb, loss_map, partials, items, stats, loss_scalar,
+    check_launch(cuda::launch_forward(pb, loss_map, partials, items, stats, loss_scalar,
                                         c10::cuda::getCurrentCUDAStream()));
   }
 
   static void backward(const Problem& pb, const GradSource& src, void* grad) {
-    C10_CUDA_CHECK(cuda::launch_backward(pb, src, grad, num_work_items(pb), c10::cuda::getCurrentCUDAStream()));
+    check_launch(cuda::launch_backward(pb, src, grad, num_work_items(pb), c10::cuda::getCurrentCUDAStream()));
   }
 };
 

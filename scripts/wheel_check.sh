@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make wheel-check`: the wheels in dist/ installed into a fresh virtual environment
+# beside the same torch as .venv, and the smoke suite (tests/smoke) run from a
+# folder outside the source tree, first on the CUDA wheel, then on the CPU wheel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SOURCE=$PWD
+VERSION=$(sed -n 's/^__version__ = "\(.*\)"/\1/p' symfocal/version.py)
+TORCH=$(.venv/bin/python -c "import torch; print(torch.__version__.split('+')[0])")
+VENV=$SOURCE/build/wheel-venv
+RUN=$(mktemp -d)   # outside the tree: nothing here can shadow the installed package
+trap 'rm -rf "$RUN"' EXIT
+cp tests/smoke/test_installed.py "$RUN/"
+
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q "torch==$TORCH" pytest numpy
+fi
+
+smoke() {  # $1: wheel, $2: cuda or cpu
+  echo "=== $1"
+  "$VENV/bin/pip" install -q --force-reinstall --no-deps "$1"
+  "$VENV/bin/pip" check   # the wheel's requirements (torch major.minor, numpy) hold
+  (cd "$RUN" && "$VENV/bin/python" -m symfocal.info &&
+   SYMFOCAL_SOURCE_TREE=$SOURCE SYMFOCAL_EXPECT=$2 "$VENV/bin/python" -m pytest -q -p no:cacheprovider test_installed.py)
+}
+
+shopt -s nullglob
+cuda_wheels=(dist/symfocal-"$VERSION"+cu*.whl)
+cpu_wheels=(dist/symfocal-"$VERSION"+cpu-*.whl)
+[ ${#cuda_wheels[@]} -eq 1 ] && [ ${#cpu_wheels[@]} -eq 1 ] || { echo "want one +cu and one +cpu wheel in dist/ (make wheel wheel-cpu)"; exit 1; }
+smoke "${cuda_wheels[0]}" cuda
+smoke "${cpu_wheels[0]}" cpu
+echo "wheel check passed: ${cuda_wheels[0]} ${cpu_wheels[0]}"
