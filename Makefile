@@ -6,7 +6,7 @@
 #   make gpu-check  on a machine with a GPU: build for sm_90, CUDA tests, sanitizer, benchmark
 #   make wheel      dist/symfocal-<version>+cu<XY>-*.whl with the CUDA kernels (no GPU needed)
 #   make wheel-cpu  dist/symfocal-<version>+cpu-*.whl
-#   make wheel-check  both wheels installed into a fresh venv, smoke suite from outside the tree
+#   make wheel-check  the wheels in dist/ installed into a fresh venv, smoke suite from outside the tree
 
 SHELL := /bin/bash
 PYTHON_BOOT ?= python3
@@ -40,7 +40,7 @@ build: $(VENV)/.built
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)
 	@mkdir -p build
 	@# nvcc's resource report (registers, stack, spills) is checked by tests/test_cuda_build.py.
-	set -o pipefail; TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$(DEV_CUDA_ARCHS)}" MAX_JOBS=$${MAX_JOBS:-2} \
+	set -o pipefail; TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$(DEV_CUDA_ARCHS)}" MAX_JOBS=$${MAX_JOBS:-2} SYMFOCAL_DEBUG_INFO=1 \
 		$(PY) setup.py build_ext --inplace 2>&1 | tee build/build.log
 	@# Kept apart: an incremental build that compiles no .cu file prints no report.
 	@if grep -q "ptxas info" build/build.log; then cp build/build.log build/ptxas.log; fi
@@ -67,9 +67,11 @@ sdist: $(VENV)/.deps
 define build_wheel  # $(1): local version label, $(2): environment for setup.py
 	rm -rf build/wheel-$(1) dist/symfocal-$(VERSION)+$(1)-*.whl
 	mkdir -p build/wheel-$(1) && tar xzf $(SDIST) -C build/wheel-$(1)
-	$(2) SYMFOCAL_LOCAL_VERSION=$(1) MAX_JOBS=$${MAX_JOBS:-$$(nproc)} \
-		$(PY) -m pip wheel -q --no-build-isolation --no-deps -w dist build/wheel-$(1)/symfocal-$(VERSION)
-	@ls dist/symfocal-$(VERSION)+$(1)-*.whl
+	@echo "building the $(1) wheel (log: build/wheel-$(1).log)"
+	set -o pipefail; $(2) SYMFOCAL_LOCAL_VERSION=$(1) MAX_JOBS=$${MAX_JOBS:-$$(nproc)} \
+		$(PY) -m pip wheel -v --no-build-isolation --no-deps -w dist build/wheel-$(1)/symfocal-$(VERSION) \
+		> build/wheel-$(1).log 2>&1 || { tail -40 build/wheel-$(1).log; exit 1; }
+	@grep "symfocal: building" build/wheel-$(1).log; ls dist/symfocal-$(VERSION)+$(1)-*.whl
 endef
 
 wheel: sdist
@@ -78,7 +80,8 @@ wheel: sdist
 wheel-cpu: sdist
 	$(call build_wheel,cpu,SYMFOCAL_CPU_ONLY=1)
 
-wheel-check: wheel wheel-cpu
+# Checks the wheels already in dist/ (make wheel wheel-cpu wheel-check builds and checks).
+wheel-check: $(VENV)/.deps
 	bash scripts/wheel_check.sh
 
 clean:

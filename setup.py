@@ -8,8 +8,12 @@ Environment variables:
   CUDA_HOME               the toolkit (default: /usr/local/cuda when it exists)
   MAX_JOBS                parallel compile jobs
   SYMFOCAL_LOCAL_VERSION  local version label, e.g. "cu130" or "cpu" (wheels)
+  SYMFOCAL_DEBUG_INFO=1   keep debug info: host -g and CUDA line info (for profilers and
+                          compute-sanitizer; make build sets it); without it the library
+                          is several times smaller
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -37,6 +41,10 @@ ROOT = Path(__file__).parent
 BUILD_INFO = "_build_info.json"
 CSRC = Path("csrc")  # setuptools wants source paths relative to setup.py
 os.chdir(ROOT)
+# symfocal/_build.py reads architecture lists at run time; the build uses the same reader.
+_spec = importlib.util.spec_from_file_location("symfocal_build", ROOT / "symfocal" / "_build.py")
+symfocal_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(symfocal_build)
 VERSION = re.search(r'^__version__ = "(.+)"', (ROOT / "symfocal" / "version.py").read_text(), re.M)[1]
 
 
@@ -108,6 +116,11 @@ ISA_KERNELS = {
 }
 
 
+def debug_flags():
+    # Python's own CFLAGS carry -g; a later -g0 wins.
+    return ["-g"] if truthy("SYMFOCAL_DEBUG_INFO") else ["-g0"]
+
+
 def warning_flags():
     # torch's headers become system headers, so -Werror applies to our code only.
     system = [f for p in cpp_extension.include_paths() for f in ("-isystem", p)]
@@ -125,7 +138,8 @@ class BuildExtension(cpp_extension.BuildExtension):
     def build_extensions(self):
         for ext in self.extensions:
             for source, isa_flags in getattr(ext, "isa_sources", {}).items():
-                flags = ["-O3", "-fPIC", "-fopenmp", "-fvisibility=hidden", cxx_standard(), *warning_flags(),
+                flags = ["-O3", "-fPIC", "-fopenmp", "-fvisibility=hidden", cxx_standard(), *debug_flags(),
+                         *warning_flags(),
                          *isa_flags,
                          f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
                 ext.extra_objects += self.compiler.compile(
@@ -151,7 +165,7 @@ def make_extension():
     isa_sources = ISA_KERNELS if os.uname().machine == "x86_64" else {}
     sources = [str(CSRC / s) for s in cpu_sources]
     # -fopenmp: at::parallel_for is inline and runs OpenMP in our own code.
-    cxx = ["-O3", "-fopenmp", "-fvisibility=hidden", *warning_flags()]
+    cxx = ["-O3", "-fopenmp", "-fvisibility=hidden", *debug_flags(), *warning_flags()]
     nvcc_flags = []
     facts = {"symfocal": version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
              "cuda": None, "cuda_archs": None}
@@ -159,7 +173,10 @@ def make_extension():
         nvcc = nvcc_version()
         check_cuda_match(nvcc)
         archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or default_arch_list()
-        os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+        try:
+            gencode = symfocal_build.gencode_flags(archs)
+        except ValueError as exc:
+            sys.exit(f"symfocal: {exc}")
         sources += [str(p) for p in sorted((CSRC / "cuda").glob("*.cu"))] + [str(CSRC / "cuda" / "ops_cuda.cpp")]
         facts.update(cuda=f"{nvcc[0]}.{nvcc[1]}", cuda_archs=archs)
         macros = ["-DSYMFOCAL_WITH_CUDA"]
@@ -167,7 +184,11 @@ def make_extension():
         # Our .cu includes no torch headers, so every warning in it is ours.
         # -Xptxas=-v: the resource report (registers, stack, spills) goes into the build log,
         # where tests/test_cuda_build.py checks that the kernels neither spill nor use a stack.
-        nvcc_flags = ["-O3", "--Werror", "all-warnings", "-lineinfo", "-Xptxas=-v", "--threads", "2", *macros]
+        # Our own -gencode flags, not torch's reading of TORCH_CUDA_ARCH_LIST: torch knows only the
+        # archs of its release (torch 2.14 rejects 8.8, which nvcc 13 compiles for).
+        # -Xfatbin=-compress-all: the GPU code of eleven architectures shrinks about ninefold.
+        nvcc_flags = ["-O3", "--Werror", "all-warnings", "-Xptxas=-v", "-Xfatbin=-compress-all", "--threads", "2",
+                      *(["-lineinfo"] if truthy("SYMFOCAL_DEBUG_INFO") else []), *macros, *gencode]
         print(f"symfocal: building CUDA kernels (nvcc {nvcc[0]}.{nvcc[1]}, archs {archs})")
         ext = cpp_extension.CUDAExtension
     else:

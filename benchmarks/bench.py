@@ -396,7 +396,9 @@ def main(argv=None):
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{device.type}-{slug(name)}"
+    # A CPU's results depend on the instruction set its kernels use (AVX2 or AVX-512).
+    isa = f"-{meta['cpu_isa']}" if device.type == "cpu" and meta["cpu_isa"] else ""
+    stem = out / f"{device.type}-{slug(name)}{isa}"
     Path(f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     Path(f"{stem}.md").write_text(markdown(meta, results))
     written = [f"{stem}.json", f"{stem}.md"]

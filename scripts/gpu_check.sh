@@ -18,7 +18,7 @@ step "machine"
   nvcc --version | tail -2; } 2>&1 | tee "$OUT/machine.txt"
 
 step "build (sm_90)"
-TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-$(nproc)} FORCE_CUDA=1 \
+TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-$(nproc)} FORCE_CUDA=1 SYMFOCAL_DEBUG_INFO=1 \
   timeout 300 $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1 || { echo "build failed"; tail -40 "$OUT/build.log"; exit 1; }
 grep -E "spill|stack frame" "$OUT/build.log" | sort | uniq -c
 mkdir -p build && cp "$OUT/build.log" build/ptxas.log   # the report tests/test_cuda_build.py reads

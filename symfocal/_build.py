@@ -89,18 +89,29 @@ def load_extension():
 
 # ---- which GPUs the CUDA kernels run on -------------------------------------------------------
 
-def parse_archs(archs: str) -> tuple[list[tuple[int, int, str]], list[tuple[int, int]]]:
-    """'8.0;9.0a;10.0+PTX' -> machine code [(8, 0, ''), (9, 0, 'a'), (10, 0, '')], PTX [(10, 0)]."""
+def parse_archs(archs: str, *, strict: bool = False) -> tuple[list[tuple[int, int, str]], list[tuple[int, int]]]:
+    """'8.0;9.0a;10.0+PTX' -> machine code [(8, 0, ''), (9, 0, 'a'), (10, 0, '')], PTX [(10, 0)].
+    An item that is not an architecture is skipped, or with `strict` a ValueError."""
     sass, ptx = [], []
     for item in re.split(r"[;\s,]+", archs.strip()):
         m = re.fullmatch(r"(\d+)\.(\d+)([af]?)(\+PTX)?", item, flags=re.I)
         if m is None:
+            if strict and item:
+                raise ValueError(f"TORCH_CUDA_ARCH_LIST: {item!r} is not an architecture; expected items "
+                                 f"like 8.0, 9.0a or 12.0+PTX, separated by ';'")
             continue
         major, minor, suffix = int(m[1]), int(m[2]), m[3].lower()
         sass.append((major, minor, suffix))
         if m[4]:
             ptx.append((major, minor))
     return sass, ptx
+
+
+def gencode_flags(archs: str) -> list[str]:
+    """nvcc's flags for `archs`: machine code for each, PTX where '+PTX' asks for it."""
+    sass, ptx = parse_archs(archs, strict=True)
+    return ([f"-gencode=arch=compute_{M}{m}{s},code=sm_{M}{m}{s}" for M, m, s in sass]
+            + [f"-gencode=arch=compute_{M}{m},code=compute_{M}{m}" for M, m in ptx])
 
 
 def runs_on(capability: tuple[int, int], archs: str) -> bool:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from . import _ops
+from . import _build, _ops
 from .version import __version__
 
 
 def report() -> dict:
     build = _ops.build_info()
     info = {
-        "symfocal": __version__,
+        "symfocal": (_build.read_info() or {}).get("symfocal", __version__),  # with the wheel's +cu/+cpu
         "torch": torch.__version__,
         "torch CUDA": torch.version.cuda or "none (CPU build of torch)",
         "extension loaded": build["loaded"],

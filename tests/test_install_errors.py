@@ -136,3 +136,12 @@ def test_the_arch_check_runs_before_a_cuda_launch(monkeypatch):
             functional._fused_serves(torch.device("cuda", 0))
     finally:
         _build.cuda_device_problem.cache_clear()
+
+
+def test_the_build_asks_nvcc_for_exactly_the_listed_architectures():
+    assert _build.gencode_flags("8.0;8.8 9.0a;12.1+PTX") == [
+        "-gencode=arch=compute_80,code=sm_80", "-gencode=arch=compute_88,code=sm_88",
+        "-gencode=arch=compute_90a,code=sm_90a", "-gencode=arch=compute_121,code=sm_121",
+        "-gencode=arch=compute_121,code=compute_121"]
+    with pytest.raises(ValueError, match="TORCH_CUDA_ARCH_LIST: 'Ampere' is not an architecture"):
+        _build.gencode_flags("8.0;Ampere")

@@ -2,6 +2,7 @@
 by scripts/wheel_check.sh. SYMFOCAL_SOURCE_TREE names the checkout the import must
 not come from; SYMFOCAL_EXPECT is "cuda" or "cpu", the kind of build installed."""
 
+import importlib.metadata
 import os
 import re
 import shutil
@@ -19,10 +20,10 @@ EXPECT = os.environ.get("SYMFOCAL_EXPECT", "cpu")
 
 
 def test_imported_from_the_installation_not_the_source_tree():
-    source = Path(os.environ["SYMFOCAL_SOURCE_TREE"]).resolve()
-    installed = Path(symfocal.__file__).resolve()
-    assert source not in installed.parents, f"symfocal was imported from the source tree: {installed}"
-    assert "site-packages" in installed.parts
+    source_package = Path(os.environ["SYMFOCAL_SOURCE_TREE"]).resolve() / "symfocal"
+    installed = Path(symfocal.__file__).resolve().parent
+    assert installed != source_package, f"symfocal was imported from the source tree: {installed}"
+    assert installed.parent.name == "site-packages", installed
 
 
 def test_the_extension_loaded_and_is_the_expected_kind():
@@ -30,8 +31,9 @@ def test_the_extension_loaded_and_is_the_expected_kind():
     assert info["loaded"], info
     assert info["with_cuda"] == (EXPECT == "cuda"), info
     assert info["built_with_torch"].split("+")[0] == torch.__version__.split("+")[0]
-    assert symfocal.__version__.endswith("+cu" + (torch.version.cuda or "").replace(".", "")
-                                         if EXPECT == "cuda" else "+cpu"), symfocal.__version__
+    label = "+cu" + (torch.version.cuda or "").replace(".", "") if EXPECT == "cuda" else "+cpu"
+    assert importlib.metadata.version("symfocal") == symfocal.__version__ + label
+    assert _build.read_info()["symfocal"] == symfocal.__version__ + label
 
 
 @pytest.mark.parametrize("mode", ["average", "pair", "upper", "none"])
@@ -50,7 +52,7 @@ def test_loss_and_gradient_match_the_reference(mode):
 
 def test_info_lists_what_was_built():
     out = subprocess.run([sys.executable, "-m", "symfocal.info"], capture_output=True, text=True, check=True).stdout
-    assert re.search(r"symfocal\s+" + re.escape(symfocal.__version__), out), out
+    assert re.search(r"symfocal\s+" + re.escape(importlib.metadata.version("symfocal")), out), out
     archs = _build.read_info()["cuda_archs"]
     if EXPECT == "cuda":
         assert archs and archs in out, out
