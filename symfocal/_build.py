@@ -23,8 +23,10 @@ INFO_FILE = PACKAGE_DIR / "_build_info.json"
 REBUILD = "pip install --no-build-isolation --force-reinstall --no-deps ."
 
 
+@functools.lru_cache(maxsize=1)
 def read_info() -> dict | None:
-    """The build's facts ({symfocal, torch, torch_cuda, cuda, cuda_archs}), or None if unknown."""
+    """The build's facts ({symfocal, torch, torch_cuda, cuda, cuda_archs}), or None if unknown.
+    Read once: the import, build_info() and the per-device GPU check all ask."""
     try:
         return json.loads(INFO_FILE.read_text())
     except (OSError, ValueError):
