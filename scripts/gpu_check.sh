@@ -29,14 +29,16 @@ timeout 240 $PY -m pytest -q -x tests/test_cuda.py tests/test_cuda_build.py 2>&1
 step "compute-sanitizer"
 cat > "$OUT/sanitize_case.py" <<'PY'
 import torch, symfocal
-x = torch.randn(2, 70, 70, device="cuda", requires_grad=True)
-y = torch.rand(2, 70, 70, device="cuda") < 0.1
-for mode in ("average", "pair", "upper", "none"):
-    for red in ("mean", "none"):
-        loss = symfocal.sym_focal_loss(x, y, mode=mode, reduction=red, symmetry_weight=0.2,
-                                       lengths=torch.tensor([70, 33], device="cuda"),
-                                       mask=torch.rand(70, 70, device="cuda") < 0.9)
-        loss.sum().backward()
+# L = 70: cell-by-cell accesses; L = 64 in bfloat16: the wide ones.
+for L, dtype in ((70, torch.float32), (64, torch.bfloat16)):
+    x = torch.randn(2, L, L, device="cuda", dtype=dtype, requires_grad=True)
+    y = torch.rand(2, L, L, device="cuda") < 0.1
+    for mode in ("average", "pair", "upper", "none"):
+        for red in ("mean", "none"):
+            loss = symfocal.sym_focal_loss(x, y, mode=mode, reduction=red, symmetry_weight=0.2,
+                                           lengths=torch.tensor([L, 33], device="cuda"),
+                                           mask=torch.rand(L, L, device="cuda") < 0.9)
+            loss.sum().backward()
 torch.cuda.synchronize(); print("sanitizer case ok")
 PY
 for tool in memcheck racecheck; do

@@ -74,12 +74,18 @@ def sym_focal_loss(
     if why_not is not None:
         _ops.warn_fallback_once(why_not)
         return reference.sym_focal_loss(logits, target, lengths=lengths, mask=mask, validate=False, **options)
-    args = (logits, target, lengths, mask, mode, None if alpha is None else float(alpha), float(gamma),
-            1.0 if pos_weight is None else float(pos_weight), float(label_smoothing), int(min_separation),
-            float(symmetry_weight), symmetry_penalty, float(huber_delta), reduction)
+    args = op_arguments(logits, target, lengths, mask, **options)
     if _train_on_cpu(logits, reduction, symmetry_weight):
         return torch.ops.symfocal.forward_train(*args)[0]
     return torch.ops.symfocal.forward(*args)[0]
+
+
+def op_arguments(logits, target, lengths, mask, *, mode, alpha, gamma, pos_weight, label_smoothing,
+                 min_separation, symmetry_weight, symmetry_penalty, huber_delta, reduction) -> tuple:
+    """The arguments of torch.ops.symfocal.forward (and backward, after its grad, stats) in schema order."""
+    return (logits, target, lengths, mask, mode, None if alpha is None else float(alpha), float(gamma),
+            1.0 if pos_weight is None else float(pos_weight), float(label_smoothing), int(min_separation),
+            float(symmetry_weight), symmetry_penalty, float(huber_delta), reduction)
 
 
 def _train_on_cpu(logits, reduction, symmetry_weight) -> bool:

@@ -27,6 +27,17 @@ def random_inputs(shape, *, dtype=torch.float32, target="bool", density=0.05, de
     return x.to(device), t.to(device)
 
 
+def strided_views(x, t):
+    """Views of [B, L, L] inputs (L >= 72) in the layouts the kernels treat differently."""
+    return [
+        (x.transpose(-1, -2), t.transpose(-1, -2)),  # columns strided
+        (x[::2, 3:60, 3:60], t[::2, 3:60, 3:60]),  # rows start unaligned
+        (x[:, 4:68, 4:68], t[:, 4:68, 4:68]),  # a view whose rows stay aligned: wide accesses
+        (x[:, 1:65, 1:65], t[:, 1:65, 1:65]),  # L divisible by 4, base unaligned
+        (x[:1, :64, :64].expand(3, 64, 64), t[:1, :64, :64].expand(3, 64, 64)),  # stride-0 batch
+    ]
+
+
 def grad_of(loss_fn, x, t, **kw):
     """(loss, d loss / d x for a random incoming gradient), loss_fn(x, t, **kw)."""
     x = x.detach().clone().requires_grad_(True)
@@ -36,9 +47,10 @@ def grad_of(loss_fn, x, t, **kw):
     return out.detach(), gx, g
 
 
-def compare_with_reference(x, t, *, atol=None, rtol=None, **kw):
-    """Fused on x (its own dtype) against the reference on float64 copies of the same inputs."""
-    fused_loss, fused_grad, g = grad_of(symfocal.sym_focal_loss, x, t, **kw)
+def compare_with_reference(x, t, *, atol=None, rtol=None, fused=symfocal.sym_focal_loss, **kw):
+    """fused (the library's loss unless told) on x, in its own dtype, against the reference
+    on float64 copies of the same inputs."""
+    fused_loss, fused_grad, g = grad_of(fused, x, t, **kw)
     x64 = x.detach().double()
     t64 = t.double() if t.dtype.is_floating_point else t
     kw64 = dict(kw)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import symfocal
-from helpers import compare_with_reference, grad_of, random_inputs
+from helpers import compare_with_reference, grad_of, random_inputs, strided_views
 from symfocal import _ops
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or not _ops.has_cuda_kernels(),
@@ -35,13 +35,14 @@ def test_all_options_together(mode, reduction):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 @pytest.mark.parametrize("target", ["bool", "uint8", "soft"])
 @pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0, 0.5])
-def test_dtypes_and_gammas(dtype, target, gamma):
-    x, t = random_inputs((2, 65, 65), dtype=dtype, target=target, device="cuda")
+@pytest.mark.parametrize("L", [65, 68])  # single-cell and wide accesses
+def test_dtypes_and_gammas(dtype, target, gamma, L):
+    x, t = random_inputs((2, L, L), dtype=dtype, target=target, device="cuda")
     for reduction in REDUCTIONS:
         compare_with_reference(x, t, mode="pair", reduction=reduction, gamma=gamma, symmetry_weight=0.2)
 
 
-@pytest.mark.parametrize("L", [0, 1, 31, 32, 33, 97])
+@pytest.mark.parametrize("L", [0, 1, 4, 31, 32, 33, 36, 68, 97, 100])
 def test_sizes(L):
     x, t = random_inputs((2, L, L), dtype=torch.float64, device="cuda")
     for reduction in REDUCTIONS:
@@ -49,10 +50,11 @@ def test_sizes(L):
 
 
 def test_non_contiguous():
-    base, tb = random_inputs((4, 70, 70), dtype=torch.float32, target="soft", device="cuda")
-    for x, t in [(base.transpose(-1, -2), tb.transpose(-1, -2)), (base[::2, 3:60, 3:60], tb[::2, 3:60, 3:60])]:
+    base, tb = random_inputs((4, 72, 72), dtype=torch.float32, target="soft", device="cuda")
+    for x, t in strided_views(base, tb):
         for mode in MODES:
             compare_with_reference(x, t, mode=mode, symmetry_weight=0.4)
+            compare_with_reference(x, t, mode=mode, reduction="none")
 
 
 @pytest.mark.parametrize("mode", MODES)

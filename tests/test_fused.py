@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import symfocal
-from helpers import compare_with_reference, random_inputs
+from helpers import compare_with_reference, random_inputs, strided_views
 
 MODES = ["average", "pair", "upper", "none"]
 REDUCTIONS = ["mean", "sum", "none"]
@@ -96,6 +96,7 @@ def test_non_contiguous_inputs():
     ]
     chan = torch.randn(2, 40, 40, 3, dtype=torch.float64).permute(0, 3, 1, 2)
     views.append((chan, (torch.rand(2, 3, 40, 40) < 0.1)))
+    views += strided_views(*random_inputs((4, 72, 72), dtype=torch.float64, target="soft"))
     for x, t in views:
         assert not x.is_contiguous()
         for mode in MODES:

@@ -1,6 +1,8 @@
 // Entry points of the CUDA kernels (launch.h): the tile-pair passes, compiled
 // in tile_pairs_*.cu, and the fixed-order final sum of the forward pass.
-#include "tile_pair_kernel.cuh"
+#include "finalize_kernel.cuh"
+#include "launch.h"
+#include "tile_pairs_launch.cuh"
 
 extern SYMFOCAL_TILE_PAIRS(kForward, float);
 extern SYMFOCAL_TILE_PAIRS(kForward, double);
@@ -9,40 +11,10 @@ extern SYMFOCAL_TILE_PAIRS(kBackward, double);
 
 namespace symfocal {
 namespace cuda {
-namespace {
-
+using detail::finalize_kernel;
+using detail::kFinalizeThreads;
 using detail::launch_tile_pairs;
 using detail::Pass;
-constexpr int kFinalizeThreads = 256;
-
-// Sums the partials in a fixed order and forms the loss value.
-template <typename loss_t>
-__global__ void __launch_bounds__(kFinalizeThreads)
-    finalize_kernel(const double* partials, int64_t items, double* stats, loss_t* loss, Reduction reduction,
-                    double lambda) {
-  __shared__ double sh[kNumStats][kFinalizeThreads];
-  const int tid = threadIdx.x;
-  double acc[kNumStats] = {0, 0, 0, 0};
-  for (int64_t i = tid; i < items; i += kFinalizeThreads)
-#pragma unroll
-    for (int s = 0; s < kNumStats; ++s) acc[s] += partials[i * kNumStats + s];
-#pragma unroll
-  for (int s = 0; s < kNumStats; ++s) sh[s][tid] = acc[s];
-  __syncthreads();
-  for (int stride = kFinalizeThreads / 2; stride > 0; stride >>= 1) {
-    if (tid < stride)
-#pragma unroll
-      for (int s = 0; s < kNumStats; ++s) sh[s][tid] += sh[s][tid + stride];
-    __syncthreads();
-  }
-  if (tid == 0) {
-    double total[kNumStats];
-    for (int s = 0; s < kNumStats; ++s) total[s] = stats[s] = sh[s][0];
-    *loss = static_cast<loss_t>(reduce_stats(total, reduction, lambda));
-  }
-}
-
-}  // namespace
 
 cudaError_t launch_forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                            void* loss_scalar, cudaStream_t stream) {

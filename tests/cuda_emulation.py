@@ -1,0 +1,71 @@
+"""symfocal's CUDA kernels run on the CPU: tests/cuda_emulator, built on first use
+as a test-only extension (into build/cuda_emulator), behind the same Python
+arguments as the library's loss. Needs a C++ compiler and CUDA's headers, not a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import torch
+from torch.utils import cpp_extension
+
+from symfocal._checks import check_inputs
+from symfocal.functional import op_arguments
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = [ROOT / "tests" / "cuda_emulator" / "emulator.cpp", ROOT / "csrc" / "problem.cpp"]
+
+
+def cuda_include_dir() -> Path | None:
+    """A folder with cuda_fp16.h: the toolkit's, or the one torch's CUDA wheels install."""
+    candidates = [Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "include"]
+    candidates.append(Path(torch.__path__[0]).parent / "nvidia" / "cu13" / "include")
+    return next((c for c in candidates if (c / "cuda_fp16.h").exists()), None)
+
+
+@functools.lru_cache(maxsize=None)
+def module():
+    include = cuda_include_dir()
+    if include is None:
+        raise RuntimeError("no CUDA headers (cuda_fp16.h) found: set CUDA_HOME to a CUDA toolkit")
+    build = ROOT / "build" / "cuda_emulator"
+    build.mkdir(parents=True, exist_ok=True)
+    return cpp_extension.load(
+        name="symfocal_cuda_emulator", sources=[str(s) for s in SOURCES], build_directory=str(build),
+        extra_include_paths=[str(ROOT / "csrc"), str(ROOT / "tests" / "cuda_emulator"), str(include)],
+        extra_cflags=["-O2", "-std=c++20", "-Wall", "-Wno-unused-parameter"], verbose=False)
+
+
+class _EmulatedLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target, lengths, mask, *options):
+        loss, stats = module().forward(logits, target, lengths, mask, *options)
+        ctx.save_for_backward(logits, target, lengths, mask, stats)
+        ctx.options = options
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, target, lengths, mask, stats = ctx.saved_tensors
+        grad_logits = module().backward(grad, logits, target, lengths, mask,
+                                        stats, *ctx.options)
+        return (grad_logits,) + (None,) * (3 + len(ctx.options))
+
+
+def sym_focal_loss(logits, target, *, mode="average", alpha=0.25, gamma=2.0, pos_weight=None,
+                   label_smoothing=0.0, min_separation=0, lengths=None, mask=None, symmetry_weight=0.0,
+                   symmetry_penalty="l1", huber_delta=1.0, reduction="mean"):
+    """symfocal.sym_focal_loss with the CUDA kernels, emulated on CPU tensors."""
+    options = dict(mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight, label_smoothing=label_smoothing,
+                   min_separation=min_separation, symmetry_weight=symmetry_weight,
+                   symmetry_penalty=symmetry_penalty, huber_delta=huber_delta, reduction=reduction)
+    check_inputs(logits, target, lengths, mask, validate=True, **options)
+    return _EmulatedLoss.apply(*op_arguments(logits, target, lengths, mask, **options))
+
+
+def access_counts() -> tuple[int, int]:
+    """(wide, single-cell) global accesses of the kernels since the last call."""
+    return tuple(module().access_counts())

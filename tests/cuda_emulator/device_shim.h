@@ -1,0 +1,207 @@
+// Compiles the kernels of csrc/cuda as host code and runs a thread block as
+// fibers on one CPU thread, so that their indexing, tiling, shared-memory
+// transposes and reductions are tested where no GPU is present.
+//
+// A block's threads run in turn, each until its next __syncthreads; a barrier
+// that some threads reach and others never do (divergent code) is an error,
+// as is any global access outside the tensors a launch registered or a wide
+// access that is not aligned (SYMFOCAL_CHECK_GLOBAL_ACCESS). What this cannot
+// see: timing, the memory model, warp-synchronous behaviour beyond shuffles.
+// Include it before any kernel header.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <ucontext.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __shared__
+#undef __forceinline__
+#undef __launch_bounds__
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+// One block runs at a time, so a function-local static is that block's shared memory.
+#define __shared__ static
+
+namespace sf_emu {
+
+struct Index {
+  unsigned x = 0, y = 0, z = 0;
+};
+inline Index thread_index, block_index, block_dim, grid_dim;
+
+struct Range {
+  const char* begin;
+  const char* end;
+  std::string name;
+};
+
+class Block {
+ public:
+  static Block& instance() {
+    static Block b;
+    return b;
+  }
+
+  // The memory a launch may touch; anything else is reported.
+  void allow(const void* p, int64_t bytes, std::string name) {
+    if (p != nullptr && bytes > 0)
+      ranges_.push_back({static_cast<const char*>(p), static_cast<const char*>(p) + bytes, std::move(name)});
+  }
+  void clear_ranges() { ranges_.clear(); }
+
+  // Runs `body` as every thread of blocks 0 .. grid - 1, one block after another.
+  void launch(unsigned grid, unsigned threads, const std::function<void()>& body) {
+    grid_dim = {grid, 1, 1};
+    block_dim = {threads, 1, 1};
+    if (fibers_.size() < threads) fibers_.resize(threads);
+    for (unsigned b = 0; b < grid; ++b) {
+      block_index = {b, 0, 0};
+      run_block(threads, body);
+    }
+    if (!error_.empty()) {
+      std::string e;
+      e.swap(error_);
+      throw std::runtime_error(e);
+    }
+  }
+
+  void sync_threads() {
+    fibers_[current_].state = State::kAtBarrier;
+    swapcontext(&fibers_[current_].context, &main_);
+  }
+
+  template <typename V>
+  V shuffle_down(unsigned mask, V v, int delta) {
+    if (mask != 0xffffffffu) report("__shfl_down_sync with a partial mask");
+    const unsigned tid = current_;
+    exchange_.resize(block_dim.x);
+    exchange_[tid] = static_cast<double>(v);
+    sync_threads();
+    const unsigned lane = tid % 32;
+    const V out = lane + delta < 32 ? static_cast<V>(exchange_[tid + delta]) : v;
+    sync_threads();
+    return out;
+  }
+
+  // (wide, single-element) global accesses since the last call; align > 1 marks a wide one.
+  std::pair<int64_t, int64_t> access_counts() {
+    const std::pair<int64_t, int64_t> counts{wide_accesses_, single_accesses_};
+    wide_accesses_ = single_accesses_ = 0;
+    return counts;
+  }
+
+  void check_access(const void* p, int64_t bytes, int64_t align) {
+    ++(align > 1 ? wide_accesses_ : single_accesses_);
+    const char* at = static_cast<const char*>(p);
+    if (reinterpret_cast<uintptr_t>(at) % static_cast<uintptr_t>(align) != 0) {
+      std::ostringstream s;
+      s << "a " << bytes << "-byte access at " << p << " is not aligned to " << align << " bytes";
+      report(s.str());
+    }
+    for (const Range& r : ranges_)
+      if (at >= r.begin && at + bytes <= r.end) return;
+    std::ostringstream s;
+    s << "a " << bytes << "-byte access at " << p << " lies outside every tensor of the launch (";
+    for (const Range& r : ranges_) s << r.name << " [" << static_cast<const void*>(r.begin) << ", +" << (r.end - r.begin) << ") ";
+    s << ")";
+    report(s.str());
+  }
+
+ private:
+  enum class State { kReady, kAtBarrier, kDone };
+  struct Fiber {
+    ucontext_t context;
+    std::unique_ptr<char[]> stack;
+    State state = State::kReady;
+  };
+  static constexpr size_t kStackBytes = 256 * 1024;
+
+  static void fiber_main() {
+    Block& b = instance();
+    (*b.body_)();
+    b.fibers_[b.current_].state = State::kDone;  // returns to main_ through uc_link
+  }
+
+  void report(const std::string& what) {
+    if (error_.empty()) {
+      std::ostringstream s;
+      s << what << " (block " << block_index.x << ", thread " << current_ << ")";
+      error_ = s.str();
+    }
+  }
+
+  void run_block(unsigned threads, const std::function<void()>& body) {
+    body_ = &body;
+    for (unsigned t = 0; t < threads; ++t) {
+      Fiber& f = fibers_[t];
+      if (!f.stack) f.stack.reset(new char[kStackBytes]);
+      getcontext(&f.context);
+      f.context.uc_stack.ss_sp = f.stack.get();
+      f.context.uc_stack.ss_size = kStackBytes;
+      f.context.uc_link = &main_;
+      makecontext(&f.context, &Block::fiber_main, 0);
+      f.state = State::kReady;
+    }
+    for (;;) {
+      for (unsigned t = 0; t < threads; ++t) {
+        if (fibers_[t].state != State::kReady) continue;
+        current_ = t;
+        thread_index = {t, 0, 0};
+        swapcontext(&main_, &fibers_[t].context);
+      }
+      unsigned waiting = 0, done = 0;
+      for (unsigned t = 0; t < threads; ++t) {
+        waiting += fibers_[t].state == State::kAtBarrier;
+        done += fibers_[t].state == State::kDone;
+      }
+      if (done == threads) return;
+      if (waiting != threads) {
+        // The waiting fibers are abandoned; their stacks hold nothing that needs destroying.
+        std::ostringstream s;
+        s << "__syncthreads reached by " << waiting << " of " << threads << " threads while " << done
+          << " had finished: a barrier in divergent code";
+        current_ = 0;
+        report(s.str());
+        return;
+      }
+      for (unsigned t = 0; t < threads; ++t) fibers_[t].state = State::kReady;
+    }
+  }
+
+  ucontext_t main_{};
+  std::vector<Fiber> fibers_;
+  unsigned current_ = 0;
+  const std::function<void()>* body_ = nullptr;
+  std::vector<double> exchange_;
+  std::vector<Range> ranges_;
+  std::string error_;
+  int64_t wide_accesses_ = 0, single_accesses_ = 0;
+};
+
+}  // namespace sf_emu
+
+#define threadIdx (::sf_emu::thread_index)
+#define blockIdx (::sf_emu::block_index)
+#define blockDim (::sf_emu::block_dim)
+#define gridDim (::sf_emu::grid_dim)
+#define __syncthreads() ::sf_emu::Block::instance().sync_threads()
+#define __shfl_down_sync(mask, v, delta) ::sf_emu::Block::instance().shuffle_down((mask), (v), (delta))
+#define SYMFOCAL_CHECK_GLOBAL_ACCESS(ptr, bytes, align) \
+  ::sf_emu::Block::instance().check_access((ptr), static_cast<int64_t>(bytes), static_cast<int64_t>(align))
