@@ -171,7 +171,7 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
 
   // 3. Write back, as rows: own cells directly, mirror cells through shared memory.
   if (out != nullptr) {
-    __syncthreads();  // every thread is done reading sh.x
+    // No barrier before: each thread overwrites exactly the sh.x cells it read in step 2.
 #pragma unroll
     for (int q = 0; q < kVec; ++q) sh.x[c0 + q][r] = mirror[q];
     __syncthreads();

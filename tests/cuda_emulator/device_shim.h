@@ -2,11 +2,12 @@
 // fibers on one CPU thread, so that their indexing, tiling, shared-memory
 // transposes and reductions are tested where no GPU is present.
 //
-// A block's threads run in turn, each until its next __syncthreads; a barrier
-// that some threads reach and others never do (divergent code) is an error,
-// as is any global access outside the tensors a launch registered or a wide
-// access that is not aligned (SYMFOCAL_CHECK_GLOBAL_ACCESS). What this cannot
-// see: timing, the memory model, warp-synchronous behaviour beyond shuffles.
+// A block's threads run in turn (in reverse order in odd blocks), each until
+// its next __syncthreads; a barrier that some threads reach and others never
+// do (divergent code) is an error, as is any global access outside the
+// tensors a launch registered or a wide access that is not aligned
+// (SYMFOCAL_CHECK_GLOBAL_ACCESS). What this cannot see: timing, the memory
+// model, warp-synchronous behaviour beyond shuffles.
 // Include it before any kernel header.
 #pragma once
 
@@ -159,8 +160,12 @@ class Block {
       makecontext(&f.context, &Block::fiber_main, 0);
       f.state = State::kReady;
     }
+    // Odd blocks run their threads in reverse order: a missing barrier then
+    // shows whichever thread reads what another has yet to write.
+    const bool reverse = block_index.x % 2 == 1;
     for (;;) {
-      for (unsigned t = 0; t < threads; ++t) {
+      for (unsigned k = 0; k < threads; ++k) {
+        const unsigned t = reverse ? threads - 1 - k : k;
         if (fibers_[t].state != State::kReady) continue;
         current_ = t;
         thread_index = {t, 0, 0};
