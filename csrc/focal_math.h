@@ -189,11 +189,13 @@ SYMFOCAL_HOST_DEVICE void penalty_term(const V& d, Penalty kind, const V& delta,
   }
 }
 
-// Label smoothing: t <- t (1 - eps) + eps / 2.
+// Label smoothing: t <- t (1 - eps) + eps / 2, its coefficients formed once.
 template <typename V>
-SYMFOCAL_HOST_DEVICE V smooth_target(const V& t, const V& keep, const V& shift) {
-  return t * keep + shift;
-}
+struct TargetSmoothing {
+  V keep, shift;
+  explicit SYMFOCAL_HOST_DEVICE TargetSmoothing(double eps) : keep(V(1.0 - eps)), shift(V(0.5 * eps)) {}
+  SYMFOCAL_HOST_DEVICE V operator()(const V& t) const { return t * keep + shift; }
+};
 
 SYMFOCAL_HOST_DEVICE GammaKind gamma_kind_of(double gamma) {
   if (gamma == 0.0) return GammaKind::kZero;

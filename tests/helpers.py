@@ -38,19 +38,23 @@ def strided_views(x, t):
     ]
 
 
-def grad_of(loss_fn, x, t, **kw):
-    """(loss, d loss / d x for a random incoming gradient), loss_fn(x, t, **kw)."""
+def grad_of(loss_fn, x, t, *, incoming=None, **kw):
+    """(loss, d loss / d x, incoming gradient) for loss_fn(x, t, **kw); the incoming
+    gradient is random unless given."""
     x = x.detach().clone().requires_grad_(True)
     out = loss_fn(x, t, **kw)
-    g = torch.randn_like(out) if out.dim() else torch.ones_like(out) * 1.7
+    if incoming is not None:
+        g = incoming
+    else:
+        g = torch.randn_like(out) if out.dim() else torch.ones_like(out) * 1.7
     (gx,) = torch.autograd.grad(out, x, g)
     return out.detach(), gx, g
 
 
-def compare_with_reference(x, t, *, atol=None, rtol=None, fused=symfocal.sym_focal_loss, **kw):
+def compare_with_reference(x, t, *, atol=None, rtol=None, fused=symfocal.sym_focal_loss, incoming=None, **kw):
     """fused (the library's loss unless told) on x, in its own dtype, against the reference
-    on float64 copies of the same inputs."""
-    fused_loss, fused_grad, g = grad_of(fused, x, t, **kw)
+    on float64 copies of the same inputs, both given the same incoming gradient."""
+    fused_loss, fused_grad, g = grad_of(fused, x, t, incoming=incoming, **kw)
     x64 = x.detach().double()
     t64 = t.double() if t.dtype.is_floating_point else t
     kw64 = dict(kw)

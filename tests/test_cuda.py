@@ -1,75 +1,168 @@
-"""The CPU suite's checks on CUDA tensors. Skipped, with the reason, where no GPU is present."""
+"""The CUDA kernels' checks. The correctness tests run in two ways, each skipped
+with its reason where it cannot run: on a GPU, and on the CPU through
+tests/cuda_emulator (the same kernels and host code compiled for the CPU, run
+by an emulator that also fails a launch on any access outside its tensors, any
+misaligned wide access and any barrier that not every thread reaches). The
+tests of streams, graphs, host syncs, autocast and devices need a GPU.
+"""
 
+import collections
 import itertools
 
 import pytest
 import torch
 
+import cuda_emulation
 import symfocal
 from helpers import compare_with_reference, grad_of, random_inputs, strided_views
 from symfocal import _ops
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or not _ops.has_cuda_kernels(),
-                                reason="needs a CUDA GPU and a build with the CUDA kernels")
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available() or not _ops.has_cuda_kernels(),
+                               reason="needs a CUDA GPU and a build with the CUDA kernels")
+needs_cuda_headers = pytest.mark.skipif(cuda_emulation.cuda_include_dir() is None,
+                                        reason="needs CUDA's headers (cuda_fp16.h) to compile the kernels as host code")
+# Marked "emulated" too: make gpu-check leaves these to the CPU machines (-m "not emulated").
+EMULATED = [pytest.mark.emulated, needs_cuda_headers]
 MODES = ["average", "pair", "upper", "none"]
 REDUCTIONS = ["mean", "sum", "none"]
 
+Kernels = collections.namedtuple("Kernels", "device loss")
+
+
+@pytest.fixture(params=[pytest.param("gpu", marks=needs_gpu), pytest.param("emulated", marks=EMULATED)])
+def kernels(request):
+    """Where the CUDA kernels run: the device of the inputs, and the loss that runs them there."""
+    if request.param == "gpu":
+        return Kernels("cuda", symfocal.sym_focal_loss)
+    return Kernels("cpu", cuda_emulation.sym_focal_loss)
+
+
+def check(kernels, x, t, **kw):
+    return compare_with_reference(x, t, fused=kernels.loss, **kw)
+
 
 @pytest.mark.parametrize("mode,reduction", list(itertools.product(MODES, REDUCTIONS)))
-def test_every_mode_and_reduction(mode, reduction):
-    x, t = random_inputs((3, 45, 45), dtype=torch.float64, device="cuda")
-    compare_with_reference(x, t, mode=mode, reduction=reduction)
+@pytest.mark.parametrize("L", [45, 64])  # single-cell and wide accesses
+def test_every_mode_and_reduction(kernels, mode, reduction, L):
+    x, t = random_inputs((3, L, L), dtype=torch.float64, device=kernels.device)
+    check(kernels, x, t, mode=mode, reduction=reduction)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_all_options_together(mode, reduction):
-    x, t = random_inputs((2, 3, 70, 70), dtype=torch.float64, target="soft", device="cuda")
-    lengths = torch.tensor([[70, 31, 7], [1, 0, 44]], device="cuda")
-    mask = torch.rand(70, 70, device="cuda") < 0.85
-    compare_with_reference(x, t, mode=mode, reduction=reduction, alpha=0.4, gamma=1.5, pos_weight=3.0,
-                           label_smoothing=0.1, min_separation=3, lengths=lengths, mask=mask,
-                           symmetry_weight=0.7, symmetry_penalty="huber", huber_delta=0.8)
+@pytest.mark.parametrize("L", [70, 68])
+def test_all_options_together(kernels, mode, reduction, L):
+    x, t = random_inputs((2, 3, L, L), dtype=torch.float64, target="soft", device=kernels.device)
+    lengths = torch.tensor([[L, 31, 7], [1, 0, 44]], device=kernels.device)
+    mask = torch.rand(L, L, device=kernels.device) < 0.85
+    check(kernels, x, t, mode=mode, reduction=reduction, alpha=0.4, gamma=1.5, pos_weight=3.0,
+          label_smoothing=0.1, min_separation=3, lengths=lengths, mask=mask, symmetry_weight=0.7,
+          symmetry_penalty="huber", huber_delta=0.8)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 @pytest.mark.parametrize("target", ["bool", "uint8", "soft"])
 @pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0, 0.5])
-@pytest.mark.parametrize("L", [65, 68])  # single-cell and wide accesses
-def test_dtypes_and_gammas(dtype, target, gamma, L):
-    x, t = random_inputs((2, L, L), dtype=dtype, target=target, device="cuda")
+def test_dtypes_and_gammas(kernels, dtype, target, gamma):
+    # L = 68: whole tiles and a last tile one wide group across.
+    x, t = random_inputs((2, 68, 68), dtype=dtype, target=target, device=kernels.device)
     for reduction in REDUCTIONS:
-        compare_with_reference(x, t, mode="pair", reduction=reduction, gamma=gamma, symmetry_weight=0.2)
+        check(kernels, x, t, mode="pair", reduction=reduction, gamma=gamma, symmetry_weight=0.2)
 
 
-@pytest.mark.parametrize("L", [0, 1, 4, 31, 32, 33, 36, 68, 97, 100])
-def test_sizes(L):
-    x, t = random_inputs((2, L, L), dtype=torch.float64, device="cuda")
+@pytest.mark.parametrize("L", [0, 1, 4, 31, 32, 33, 36, 97, 100])
+def test_sizes(kernels, L):
+    x, t = random_inputs((2, L, L), dtype=torch.float64, device=kernels.device)
     for reduction in REDUCTIONS:
-        compare_with_reference(x, t, mode="average", reduction=reduction, symmetry_weight=0.3)
+        check(kernels, x, t, mode="average", reduction=reduction, symmetry_weight=0.3)
 
 
-def test_non_contiguous():
-    base, tb = random_inputs((4, 72, 72), dtype=torch.float32, target="soft", device="cuda")
-    for x, t in strided_views(base, tb):
-        for mode in MODES:
-            compare_with_reference(x, t, mode=mode, symmetry_weight=0.4)
-            compare_with_reference(x, t, mode=mode, reduction="none")
+def test_empty_batch(kernels):
+    x, t = random_inputs((0, 40, 40), device=kernels.device)
+    for reduction in REDUCTIONS:
+        check(kernels, x, t, mode="average", reduction=reduction)
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_matches_cpu_kernel(mode):
-    x, t = random_inputs((3, 77, 77), dtype=torch.float32, target="soft")
-    kw = dict(mode=mode, symmetry_weight=0.3, min_separation=2, lengths=torch.tensor([77, 40, 3]))
-    cpu = grad_of(symfocal.sym_focal_loss, x, t, **kw)
-    kwc = dict(kw, lengths=kw["lengths"].cuda())
-    torch.manual_seed(0)
-    gpu = grad_of(symfocal.sym_focal_loss, x.cuda(), t.cuda(), **kwc)
-    torch.testing.assert_close(gpu[0].cpu(), cpu[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(gpu[1].cpu() * 1e4, cpu[1] * 1e4, atol=1e-3, rtol=1e-3)
+def test_non_contiguous(kernels, mode):
+    base, tb = random_inputs((4, 72, 72), target="soft", device=kernels.device)
+    for x, t in strided_views(base, tb):
+        check(kernels, x, t, mode=mode, symmetry_weight=0.4)
+        check(kernels, x, t, mode=mode, reduction="none")
 
+
+def test_broadcast_target_and_mask(kernels):
+    x, _ = random_inputs((3, 2, 64, 64), dtype=torch.bfloat16, device=kernels.device)
+    t = (torch.rand(64, 64, device=kernels.device) < 0.05).expand(3, 2, 64, 64)
+    mask = (torch.rand(2, 1, 64, device=kernels.device) < 0.9).expand(2, 64, 64)
+    for mode in MODES:
+        check(kernels, x, t, mode=mode, mask=mask, symmetry_weight=0.1)
+
+
+@pytest.mark.parametrize("layout", ["expanded", "transposed"])
+def test_strided_incoming_gradient(kernels, layout):
+    """reduction "none": the gradient that comes in may have any strides (sum().backward() expands one)."""
+    x, t = random_inputs((2, 64, 64), device=kernels.device)
+    if layout == "expanded":
+        g = torch.ones((), device=kernels.device).expand(2, 64, 64)
+    else:
+        g = torch.randn(2, 64, 64, device=kernels.device).transpose(-1, -2)
+    for mode in MODES:
+        check(kernels, x, t, mode=mode, reduction="none", symmetry_weight=0.3, incoming=g)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_matches_cpu_kernel(kernels, mode):
+    x, t = random_inputs((3, 77, 77), target="soft")
+    lengths = torch.tensor([77, 40, 3])
+    for reduction in REDUCTIONS:
+        kw = dict(mode=mode, reduction=reduction, symmetry_weight=0.3, min_separation=2, gamma=1.5)
+        g = torch.randn(x.shape) if reduction == "none" else torch.tensor(1.7)
+        cpu_loss, cpu_grad, _ = grad_of(symfocal.sym_focal_loss, x, t, incoming=g, lengths=lengths, **kw)
+        dev = kernels.device
+        loss, grad, _ = grad_of(kernels.loss, x.to(dev), t.to(dev), incoming=g.to(dev), lengths=lengths.to(dev), **kw)
+        scale = cpu_grad.abs().amax()
+        torch.testing.assert_close(loss.cpu(), cpu_loss, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(grad.cpu() / scale, cpu_grad / scale, atol=1e-5, rtol=1e-4)
+
+
+def test_extremes_finite(kernels):
+    vals = torch.tensor([0.0, 17.0, 100.0, 1e4, 65504.0], dtype=torch.float64)
+    vals = torch.cat([vals, -vals])
+    x = vals[:, None].expand(10, 10).clone()
+    x = torch.stack([x, x.t().contiguous()]).to(kernels.device)
+    for dtype in (torch.float16, torch.float32):
+        for gamma in (0.0, 0.5, 1.0, 2.0, 5.0):
+            xx = x.to(dtype).requires_grad_(True)
+            loss = kernels.loss(xx, torch.rand(x.shape, device=kernels.device), gamma=gamma, mode="pair")
+            (g,) = torch.autograd.grad(loss, xx)
+            assert torch.isfinite(loss) and torch.isfinite(g).all()
+
+
+@pytest.mark.emulated
+@needs_cuda_headers
+def test_wide_accesses_where_rows_allow():
+    """Aligned contiguous rows are read and written four cells at a time; others cell by cell."""
+    emulated = cuda_emulation.sym_focal_loss
+    cuda_emulation.access_counts()
+    x, t = random_inputs((2, 64, 64), dtype=torch.bfloat16)
+    grad_of(emulated, x, t, mode="average", reduction="none")
+    wide, single = cuda_emulation.access_counts()
+    cells = x.numel()
+    assert wide > 0 and single < cells / 16, (wide, single)
+
+    storage = torch.randn(2 * 64 * 64 + 1).to(torch.bfloat16)
+    shifted = storage[1:].view(2, 64, 64)  # contiguous, but the base is one element off alignment
+    emulated(shifted, t, mode="average")
+    wide, single = cuda_emulation.access_counts()
+    # The target is still read four cells at a time; the logits one cell at a time.
+    assert wide > 0 and single >= cells, (wide, single)
+
+
+# ---- a GPU only --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["average", "pair", "upper", "none"])
+@needs_gpu
 def test_gradcheck(mode):
     x, t = random_inputs((2, 35, 35), dtype=torch.float64, target="soft", device="cuda", scale=1.5)
     x.requires_grad_(True)
@@ -78,6 +171,7 @@ def test_gradcheck(mode):
                                           min_separation=2), (x,), eps=1e-6, atol=1e-7)
 
 
+@needs_gpu
 def test_bitwise_deterministic():
     x, t = random_inputs((8, 300, 300), device="cuda")
     kw = dict(mode="pair", symmetry_weight=0.3)
@@ -89,19 +183,7 @@ def test_bitwise_deterministic():
         assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
 
 
-def test_extremes_finite():
-    vals = torch.tensor([0.0, 17.0, 100.0, 1e4, 65504.0], dtype=torch.float64)
-    vals = torch.cat([vals, -vals])
-    x = vals[:, None].expand(10, 10).clone()
-    x = torch.stack([x, x.t().contiguous()]).cuda()
-    for dtype in (torch.float16, torch.float32):
-        for gamma in (0.0, 0.5, 1.0, 2.0, 5.0):
-            xx = x.to(dtype).requires_grad_(True)
-            loss = symfocal.sym_focal_loss(xx, torch.rand(x.shape, device="cuda"), gamma=gamma, mode="pair")
-            (g,) = torch.autograd.grad(loss, xx)
-            assert torch.isfinite(loss) and torch.isfinite(g).all()
-
-
+@needs_gpu
 def test_device_mismatch_errors():
     x, t = random_inputs((2, 8, 8))
     with pytest.raises(ValueError, match="target"):
@@ -112,6 +194,7 @@ def test_device_mismatch_errors():
         symfocal.sym_focal_loss(x.cuda(), t.cuda(), lengths=torch.tensor([8, 8]))
 
 
+@needs_gpu
 def test_no_host_sync():
     x, t = random_inputs((4, 100, 100), device="cuda")
     x.requires_grad_(True)
@@ -125,6 +208,7 @@ def test_no_host_sync():
     torch.cuda.synchronize()
 
 
+@needs_gpu
 def test_cuda_graph_capture_and_replay():
     x, t = random_inputs((4, 96, 96), device="cuda")
     static_x = x.clone().requires_grad_(True)
@@ -152,6 +236,7 @@ def test_cuda_graph_capture_and_replay():
         torch.testing.assert_close(static_x.grad, ref_x.grad)
 
 
+@needs_gpu
 def test_non_default_stream():
     x, t = random_inputs((4, 64, 64), device="cuda")
     expect = symfocal.sym_focal_loss(x, t)
@@ -163,12 +248,14 @@ def test_non_default_stream():
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second GPU")
+@needs_gpu
 def test_second_device():
     x, t = random_inputs((2, 40, 40), dtype=torch.float64, device="cuda:1")
     compare_with_reference(x, t, mode="pair", symmetry_weight=0.2)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@needs_gpu
 def test_autocast_and_grad_scaler(dtype):
     model = torch.nn.Conv2d(2, 1, 3, padding=1).cuda()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -186,6 +273,7 @@ def test_autocast_and_grad_scaler(dtype):
     assert torch.isfinite(model.weight).all()
 
 
+@needs_gpu
 def test_deterministic_algorithms_accepted():
     x, t = random_inputs((2, 50, 50), device="cuda")
     x.requires_grad_(True)
@@ -196,6 +284,7 @@ def test_deterministic_algorithms_accepted():
         torch.use_deterministic_algorithms(False)
 
 
+@needs_gpu
 def test_no_device_memory_growth():
     x, t = random_inputs((4, 64, 64), device="cuda")
     x.requires_grad_(True)

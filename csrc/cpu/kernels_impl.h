@@ -212,10 +212,10 @@ void gather_inputs(const Problem& pb, const Geometry& g, TileBuf<acc_t>& t) {
   gather_any(pb.target, pb.target_dtype, g, true, t.tb, t.scratch);
   const double eps = pb.params.label_smoothing;
   if (eps != 0.0) {
-    const acc_t keep = static_cast<acc_t>(1.0 - eps), shift = static_cast<acc_t>(0.5 * eps);
+    const TargetSmoothing<acc_t> smooth(eps);
     for (int o = 0; o < TT; ++o) {
-      t.ta[o] = smooth_target(t.ta[o], keep, shift);
-      t.tb[o] = smooth_target(t.tb[o], keep, shift);
+      t.ta[o] = smooth(t.ta[o]);
+      t.tb[o] = smooth(t.tb[o]);
     }
   }
 }

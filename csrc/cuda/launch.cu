@@ -11,43 +11,46 @@ extern SYMFOCAL_TILE_PAIRS(kBackward, double);
 
 namespace symfocal {
 namespace cuda {
-using detail::finalize_kernel;
-using detail::kFinalizeThreads;
-using detail::launch_tile_pairs;
+namespace {
+
 using detail::Pass;
+
+// launch_plan.h's launcher on a CUDA stream; keeps the first launch error.
+struct StreamLauncher {
+  cudaStream_t stream;
+  cudaError_t error = cudaSuccess;
+
+  template <Pass P, typename acc_t>
+  void tile_pairs(const Problem& pb, int64_t items, const GradSource& src, void* out, double* partials) {
+    if (error != cudaSuccess) return;
+    detail::launch_tile_pairs<P, acc_t>(pb, items, src, out, partials, stream);
+    error = cudaGetLastError();
+  }
+
+  template <typename loss_t>
+  void finalize(const double* partials, int64_t items, double* stats, loss_t* loss, Reduction reduction,
+                double lambda) {
+    if (error != cudaSuccess) return;
+    detail::finalize_kernel<loss_t>
+        <<<1, detail::kFinalizeThreads, 0, stream>>>(partials, items, stats, loss, reduction, lambda);
+    error = cudaGetLastError();
+  }
+};
+
+}  // namespace
 
 cudaError_t launch_forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                            void* loss_scalar, cudaStream_t stream) {
-  const bool fp64 = pb.logits_dtype == DType::kFloat64;
-  if (items > 0) {
-    const GradSource none;
-    if (fp64) {
-      launch_tile_pairs<Pass::kForward, double>(pb, items, none, loss_map, partials, stream);
-    } else {
-      launch_tile_pairs<Pass::kForward, float>(pb, items, none, loss_map, partials, stream);
-    }
-    const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) return err;
-  }
-  if (fp64) {
-    finalize_kernel<double><<<1, kFinalizeThreads, 0, stream>>>(partials, items, stats, static_cast<double*>(loss_scalar),
-                                                                pb.params.reduction, pb.params.symmetry_weight);
-  } else {
-    finalize_kernel<float><<<1, kFinalizeThreads, 0, stream>>>(partials, items, stats, static_cast<float*>(loss_scalar),
-                                                               pb.params.reduction, pb.params.symmetry_weight);
-  }
-  return cudaGetLastError();
+  StreamLauncher launch{stream};
+  detail::plan_forward(launch, pb, loss_map, partials, items, stats, loss_scalar);
+  return launch.error;
 }
 
 cudaError_t launch_backward(const Problem& pb, const GradSource& src, void* grad, int64_t items,
                             cudaStream_t stream) {
-  if (items == 0) return cudaSuccess;
-  if (pb.logits_dtype == DType::kFloat64) {
-    launch_tile_pairs<Pass::kBackward, double>(pb, items, src, grad, nullptr, stream);
-  } else {
-    launch_tile_pairs<Pass::kBackward, float>(pb, items, src, grad, nullptr, stream);
-  }
-  return cudaGetLastError();
+  StreamLauncher launch{stream};
+  detail::plan_backward(launch, pb, src, grad, items);
+  return launch.error;
 }
 
 }  // namespace cuda

@@ -23,6 +23,7 @@
 #include "../focal_math.h"
 #include "../tiles.h"
 #include "cell_access.cuh"
+#include "launch_plan.h"
 
 namespace symfocal {
 namespace cuda {
@@ -53,8 +54,6 @@ struct Scales {
   bool per_cell;         // reduction none in backward: times the incoming gradient map
 };
 
-enum class Pass { kForward, kBackward };
-
 // How many of the kVec cells from column c0 of a row exist, for `width` columns.
 __device__ __forceinline__ int cells_in(int c0, int width) {
   const int n = width - c0;
@@ -76,8 +75,7 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
   const int64_t tb0 = pb.target.batch_offset(g.b);
   const int64_t mb0 = pb.has_mask ? pb.mask.batch_offset(g.b) : 0;
   const int64_t gb0 = grad_in ? grad_map.batch_offset(g.b) : 0;
-  const acc_t keep = static_cast<acc_t>(1.0 - prm.label_smoothing);
-  const acc_t shift = static_cast<acc_t>(0.5 * prm.label_smoothing);
+  const TargetSmoothing<acc_t> smooth(prm.label_smoothing);
 
   // Cells (i, j .. j + kVec - 1) of a row, of which n exist: logits, smoothed
   // targets, mask (true without one) and, in backward for reduction none, the incoming gradient.
@@ -98,7 +96,7 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
       load_row4(grad_map.data, pb.logits_dtype, offset(grad_map, gb0, i, j), grad_map.col_stride, wide.grad, n, c.g);
 #pragma unroll
     for (int q = 0; q < kVec; ++q) {
-      c.t[q] = c.t[q] * keep + shift;
+      c.t[q] = smooth(c.t[q]);
       c.m[q] = !pb.has_mask || m[q] != acc_t(0);
     }
   };

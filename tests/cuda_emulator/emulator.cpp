@@ -45,15 +45,25 @@ void allow_inputs(const Problem& pb, const GradSource& src) {
   block.allow(src.grad_map.data, view_extent(src.grad_map, pb.L, pb.logits_dtype), "grad");
 }
 
-template <Pass P, typename acc_t>
-void run_tile_pairs(const Problem& pb, int64_t items, const GradSource& src, void* out, double* partials) {
-  const TilePairKernel kernel = cuda::detail::tile_pair_kernel_for<P, acc_t>(pb.params.mode);
-  const cuda::detail::WideAccess wide = cuda::detail::wide_access(pb, src, out);
-  const auto grid = static_cast<unsigned>(items < kEmulatedGrid ? items : kEmulatedGrid);
-  Block::instance().launch(grid, kThreads, [&] { kernel(pb, items, src, wide, out, partials); });
-}
+// launch_plan.h's launcher on the emulator.
+struct EmulatedLauncher {
+  template <Pass P, typename acc_t>
+  void tile_pairs(const Problem& pb, int64_t items, const GradSource& src, void* out, double* partials) {
+    const TilePairKernel kernel = cuda::detail::tile_pair_kernel_for<P, acc_t>(pb.params.mode);
+    const cuda::detail::WideAccess wide = cuda::detail::wide_access(pb, src, out);
+    const auto grid = static_cast<unsigned>(items < kEmulatedGrid ? items : kEmulatedGrid);
+    Block::instance().launch(grid, kThreads, [&] { kernel(pb, items, src, wide, out, partials); });
+  }
 
-// What launch.cu does on a stream, here on the emulator.
+  template <typename loss_t>
+  void finalize(const double* partials, int64_t items, double* stats, loss_t* loss, Reduction reduction,
+                double lambda) {
+    Block::instance().launch(1, kFinalizeThreads,
+                             [&] { finalize_kernel<loss_t>(partials, items, stats, loss, reduction, lambda); });
+  }
+};
+
+// What ops_cuda.cpp's backend does, with the emulator in place of a stream.
 struct EmulatedBackend {
   struct Guard {
     explicit Guard(const c10::Device&) {}
@@ -61,41 +71,21 @@ struct EmulatedBackend {
 
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                       void* loss_scalar) {
-    const bool fp64 = pb.logits_dtype == DType::kFloat64;
     Block& block = Block::instance();
     allow_inputs(pb, GradSource{});
     block.allow(loss_map, pb.batch * pb.L * pb.L * element_size(pb.logits_dtype), "loss map");
     block.allow(partials, items * kNumStats * static_cast<int64_t>(sizeof(double)), "partials");
     block.allow(stats, kNumStats * sizeof(double), "stats");
-    block.allow(loss_scalar, fp64 ? sizeof(double) : sizeof(float), "loss");
-    if (items > 0) {
-      if (fp64) {
-        run_tile_pairs<Pass::kForward, double>(pb, items, GradSource{}, loss_map, partials);
-      } else {
-        run_tile_pairs<Pass::kForward, float>(pb, items, GradSource{}, loss_map, partials);
-      }
-    }
-    const Reduction red = pb.params.reduction;
-    const double lambda = pb.params.symmetry_weight;
-    block.launch(1, kFinalizeThreads, [&] {
-      if (fp64) {
-        finalize_kernel<double>(partials, items, stats, static_cast<double*>(loss_scalar), red, lambda);
-      } else {
-        finalize_kernel<float>(partials, items, stats, static_cast<float*>(loss_scalar), red, lambda);
-      }
-    });
+    block.allow(loss_scalar, pb.logits_dtype == DType::kFloat64 ? sizeof(double) : sizeof(float), "loss");
+    EmulatedLauncher launch;
+    cuda::detail::plan_forward(launch, pb, loss_map, partials, items, stats, loss_scalar);
   }
 
   static void backward(const Problem& pb, const GradSource& src, void* grad) {
-    const int64_t items = num_work_items(pb);
     allow_inputs(pb, src);
     Block::instance().allow(grad, pb.batch * pb.L * pb.L * element_size(pb.logits_dtype), "grad_logits");
-    if (items == 0) return;
-    if (pb.logits_dtype == DType::kFloat64) {
-      run_tile_pairs<Pass::kBackward, double>(pb, items, src, grad, nullptr);
-    } else {
-      run_tile_pairs<Pass::kBackward, float>(pb, items, src, grad, nullptr);
-    }
+    EmulatedLauncher launch;
+    cuda::detail::plan_backward(launch, pb, src, grad, num_work_items(pb));
   }
 };
 
