@@ -7,6 +7,7 @@
 #   make wheel      dist/symfocal-<version>+cu<XY>-*.whl with the CUDA kernels (no GPU needed)
 #   make wheel-cpu  dist/symfocal-<version>+cpu-*.whl
 #   make wheel-check  the wheels in dist/ installed into a fresh venv, smoke suite from outside the tree
+#   make mutate     plants each bug of tests/mutations in a CPU-only copy; fails if the tests miss one
 
 SHELL := /bin/bash
 PYTHON_BOOT ?= python3
@@ -14,39 +15,41 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # For builds here: sm_80 machine code (runs on all 8.x), sm_90, and PTX for newer GPUs.
-# Wheels use setup.py's default instead: every arch from 8.0 the toolkit supports.
+# Wheels get every arch from 8.0 the toolkit supports (TORCH_CUDA_ARCH_LIST=all).
 DEV_CUDA_ARCHS ?= 8.0;9.0+PTX
 ifneq ($(wildcard /usr/local/cuda/bin/nvcc),)
 export CUDA_HOME ?= /usr/local/cuda
 endif
 SOURCES := setup.py $(shell find csrc -type f)
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' symfocal/version.py)
-# Wheels: machine code for every arch from 8.0 that nvcc supports, PTX for the newest
-# (setup.py's default), unless WHEEL_CUDA_ARCHS names others.
-WHEEL_CUDA_ARCHS ?=
+# Wheels: machine code for every arch from 8.0 that nvcc supports, PTX for the newest,
+# unless WHEEL_CUDA_ARCHS names others.
+WHEEL_CUDA_ARCHS ?= all
 CUDA_TAG = cu$(shell $${CUDA_HOME:-/usr/local/cuda}/bin/nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1\2/p')
 SDIST := dist/symfocal-$(VERSION).tar.gz
 
-.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check
+.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate
 
 setup: $(VENV)/.deps
+# Quiet: one line a stage on the terminal, everything else in build/*.log (its tail on failure).
+QUIETLY = $(PYTHON_BOOT) scripts/quietly.py
+
 $(VENV)/.deps: requirements-dev.txt
-	$(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH_SPEC) -r requirements-dev.txt
-	touch $@
+	$(QUIETLY) "setup" build/setup.log -- $(PYTHON_BOOT) -m venv $(VENV)
+	$(QUIETLY) "setup: pip" build/setup-pip.log -- $(PY) -m pip install --upgrade pip
+	$(QUIETLY) "setup: $(TORCH_SPEC)" build/setup-deps.log -- $(PY) -m pip install $(TORCH_SPEC) -r requirements-dev.txt
+	@touch $@
 
 build: $(VENV)/.built
 $(VENV)/.built: $(VENV)/.deps $(SOURCES)
-	@mkdir -p build
 	@# nvcc's resource report (registers, stack, spills) is checked by tests/test_cuda_build.py.
-	set -o pipefail; TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$(DEV_CUDA_ARCHS)}" MAX_JOBS=$${MAX_JOBS:-2} SYMFOCAL_DEBUG_INFO=1 \
-		$(PY) setup.py build_ext --inplace 2>&1 | tee build/build.log
+	@TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$(DEV_CUDA_ARCHS)}" MAX_JOBS=$${MAX_JOBS:-2} SYMFOCAL_DEBUG_INFO=1 \
+		$(QUIETLY) "build" build/build.log -- $(PY) setup.py build_ext --inplace
 	@# Kept apart: an incremental build that compiles no .cu file prints no report.
 	@if grep -q "ptxas info" build/build.log; then cp build/build.log build/ptxas.log; fi
 	@# Put the source tree on the venv's path (what `pip install -e .` does, without a second build).
-	$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'symfocal-dev.pth').write_text('$(CURDIR)\n')"
-	touch $@
+	@$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'symfocal-dev.pth').write_text('$(CURDIR)\n')"
+	@touch $@
 
 test: build
 	$(PY) -m pytest -q tests
@@ -56,6 +59,11 @@ bench: build
 
 example: build
 	$(PY) examples/train_contact_map.py
+
+# Not part of every CI run (about 25 minutes on 2 cores), but of every change to the kernels.
+# MUTATIONS="name ..." runs only those.
+mutate: $(VENV)/.deps
+	$(PY) scripts/mutate.py $(MUTATIONS)
 
 # Wheels are built from the sdist, unpacked in a folder of its own: what a user
 # building from the sdist gets, and a build folder apart from the in-place one.

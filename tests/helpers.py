@@ -61,11 +61,12 @@ def compare_with_reference(x, t, *, atol=None, rtol=None, fused=symfocal.sym_foc
     ref_x = x64.clone().requires_grad_(True)
     ref_loss = reference.sym_focal_loss(ref_x, t64, **kw64)
     (ref_grad,) = torch.autograd.grad(ref_loss, ref_x, g.double())
-    low = x.dtype in (torch.float16, torch.bfloat16)
+    # Half-precision results are rounded to their dtype (half an ulp: 2^-11 for float16, 2^-9 for
+    # bfloat16, relative); measured worst cases, gradient over its largest value: 6e-4 and 5e-3.
     if atol is None:
-        atol = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[x.dtype]
+        atol = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}[x.dtype]
     if rtol is None:
-        rtol = {torch.float64: 1e-9, torch.float32: 2e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}[x.dtype]
+        rtol = {torch.float64: 1e-9, torch.float32: 2e-4, torch.float16: 2e-3, torch.bfloat16: 1e-2}[x.dtype]
     assert fused_loss.dtype == (torch.float64 if x.dtype == torch.float64 else
                                 (x.dtype if kw.get("reduction") == "none" else torch.float32))
     assert fused_grad.dtype == x.dtype and fused_grad.shape == x.shape
@@ -73,6 +74,16 @@ def compare_with_reference(x, t, *, atol=None, rtol=None, fused=symfocal.sym_foc
     torch.testing.assert_close(fused_loss.double(), ref_loss.detach(), atol=atol, rtol=rtol)
     # Gradients are small per cell (a mean divides by N); compare relative to their scale.
     scale = ref_grad.abs().amax().clamp(min=1e-30) if ref_grad.numel() else torch.tensor(1.0)
-    torch.testing.assert_close(fused_grad.double() / scale, ref_grad / scale, atol=atol * (10 if low else 1),
-                               rtol=rtol)
+    torch.testing.assert_close(fused_grad.double() / scale, ref_grad / scale, atol=atol, rtol=rtol)
     return fused_loss, fused_grad
+
+
+def assert_same_loss_and_grad(loss_fn, x, t, first: dict, second: dict):
+    """loss_fn with options `first` and with options `second` give bitwise the same loss and
+    gradient, for every reduction (the "none" map with a random incoming gradient)."""
+    for reduction in ("mean", "sum", "none"):
+        g = torch.randn(x.shape, dtype=x.dtype, device=x.device) if reduction == "none" else None
+        a = grad_of(loss_fn, x, t, incoming=g, reduction=reduction, **first)
+        b = grad_of(loss_fn, x, t, incoming=g if g is not None else a[2], reduction=reduction, **second)
+        assert torch.equal(a[0], b[0]), (reduction, a[0], b[0])
+        assert torch.equal(a[1], b[1]), reduction

@@ -14,7 +14,7 @@ import torch
 
 import cuda_emulation
 import symfocal
-from helpers import compare_with_reference, grad_of, random_inputs, strided_views
+from helpers import assert_same_loss_and_grad, compare_with_reference, grad_of, random_inputs, strided_views
 from symfocal import _ops
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available() or not _ops.has_cuda_kernels(),
@@ -97,6 +97,20 @@ def test_broadcast_target_and_mask(kernels):
     mask = (torch.rand(2, 1, 64, device=kernels.device) < 0.9).expand(2, 64, 64)
     for mode in MODES:
         check(kernels, x, t, mode=mode, mask=mask, symmetry_weight=0.1)
+
+
+@pytest.mark.parametrize("L", [45, 64])  # single-cell and wide mask reads
+def test_a_uint8_mask_admits_any_nonzero_value(kernels, L):
+    """SPEC.md: a cell counts where the mask is nonzero; 2s and 255s count like 1s."""
+    x, t = random_inputs((2, L, L), device=kernels.device)
+    keep = torch.rand(2, L, L, device=kernels.device) < 0.7
+    values = torch.randint(1, 256, keep.shape, dtype=torch.uint8, device=kernels.device)
+    as_uint8 = torch.where(keep, values, torch.zeros_like(values))
+    full = torch.full(keep.shape, 255, dtype=torch.uint8, device=kernels.device)
+    for mode in MODES:
+        for uint8_mask, bool_mask in ((as_uint8, keep), (full, torch.ones_like(keep))):
+            assert_same_loss_and_grad(kernels.loss, x, t, dict(mode=mode, mask=bool_mask, symmetry_weight=0.3),
+                                      dict(mode=mode, mask=uint8_mask, symmetry_weight=0.3))
 
 
 @pytest.mark.parametrize("layout", ["expanded", "transposed"])

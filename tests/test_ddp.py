@@ -3,6 +3,7 @@
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -11,6 +12,10 @@ from torch import nn
 import symfocal
 
 STEPS = 3
+WORLD = 2
+L = 24
+# Unequal cell counts per rank: rank 0 gets samples of 24 and 20, rank 1 of 9 and 5.
+LENGTHS = torch.tensor([24, 20, 9, 5])
 
 
 def _model():
@@ -20,32 +25,53 @@ def _model():
 
 def _data():
     g = torch.Generator().manual_seed(1)
-    feats = torch.randn(4, 2, 24, 24, generator=g)
-    y = torch.rand(4, 24, 24, generator=g) < 0.05
+    feats = torch.randn(4, 2, L, L, generator=g)
+    y = torch.rand(4, L, L, generator=g) < 0.05
     return feats, y | y.transpose(-1, -2)
 
 
-def _train(model, feats, y):
+def _mean_loss(model, feats, y, lengths):
+    """What one process computes on the whole batch."""
+    return symfocal.SymFocalLoss(mode="pair", min_separation=1)(model(feats).squeeze(1), y, lengths=lengths)
+
+
+def _global_mean_loss(model, feats, y, lengths):
+    """The README's recipe: a sum, normalized by the valid cells of all ranks."""
+    logits = model(feats).squeeze(1)
+    n = symfocal.num_valid_cells(logits, lengths=lengths, min_separation=1, mode="pair").double()
+    dist.all_reduce(n)
+    total = symfocal.SymFocalLoss(mode="pair", min_separation=1, reduction="sum")(logits, y, lengths=lengths)
+    return total * dist.get_world_size() / n  # the world size undoes DDP's averaging of gradients
+
+
+def _mean_of_halves(model, feats, y, lengths):
+    """Each half of the batch's own mean, averaged: what DDP with mean losses computes."""
+    return sum(_mean_loss(model, feats[s], y[s], lengths[s]) for s in (slice(0, 2), slice(2, 4))) / 2
+
+
+def _train(model, loss_of, rows, lengths):
+    feats, y = _data()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    crit = symfocal.SymFocalLoss(mode="pair", min_separation=1)
     for _ in range(STEPS):
         opt.zero_grad()
-        crit(model(feats).squeeze(1), y).backward()
+        loss_of(model, feats[rows], y[rows], lengths[rows]).backward()
         opt.step()
 
 
-def _worker(rank, world, port, out_path):
+def _worker(rank, world, port, recipe, out_path):
+    torch.set_num_threads(1)  # two processes on two cores: no oversubscription
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         model = _model()
-        ddp = nn.parallel.DistributedDataParallel(model)
-        feats, y = _data()
-        per = feats.shape[0] // world
-        shard = slice(rank * per, (rank + 1) * per)
-        _train(ddp, feats[shard], y[shard])
+        per = 4 // world
+        lengths, loss_of = (LENGTHS, _global_mean_loss) if recipe == "global" else (torch.full((4,), L), _mean_loss)
+        _train(nn.parallel.DistributedDataParallel(model), loss_of, slice(rank * per, (rank + 1) * per), lengths)
         if rank == 0:
             torch.save(model.state_dict(), out_path)
+        # Both ranks are done before either tears its connections down (an early exit of one
+        # rank can kill the other's gloo threads).
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -56,15 +82,22 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_ddp_two_processes_equal_single_process(tmp_path):
+@pytest.mark.parametrize("recipe", ["equal", "global"])
+def test_ddp_two_processes_equal_single_process(tmp_path, recipe):
+    """'equal': the same cell count on each rank, so the mean of the ranks' means is the global
+    mean. 'global': unequal lengths per rank, normalized by the global count (README)."""
     out = tmp_path / "ddp.pt"
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(WORLD, _free_port(), recipe, str(out)), nprocs=WORLD, join=True)
     ddp_state = torch.load(out)
 
+    lengths = LENGTHS if recipe == "global" else torch.full((4,), L)
     model = _model()
-    feats, y = _data()
-    _train(model, feats, y)
-    # Same number of valid cells on both ranks, so the mean of the ranks' means is the global mean.
+    _train(model, _mean_loss, slice(None), lengths)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(ddp_state[name], value, atol=1e-6, rtol=1e-5)
     assert not torch.equal(ddp_state["0.weight"], _model().state_dict()["0.weight"])  # it did train
+    if recipe == "global":
+        # The ranks' own means would train another model: the check can tell the two apart.
+        naive = _model()
+        _train(naive, _mean_of_halves, slice(None), lengths)
+        assert not torch.allclose(naive.state_dict()["0.weight"], model.state_dict()["0.weight"], atol=1e-5)

@@ -1,5 +1,6 @@
 """Bitwise-identical loss and gradient across calls and thread counts."""
 
+import pytest
 import torch
 
 import symfocal
@@ -21,17 +22,25 @@ def test_repeated_calls_are_bitwise_identical():
         assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
 
 
-def test_thread_count_does_not_change_a_bit():
-    x, t = random_inputs((6, 100, 100))
+# float64 too: its rounding is too fine to hide a sum whose order follows the threads' chunks.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kw", [
+    dict(mode="average", symmetry_weight=0.2),                       # forward op, then backward op
+    dict(mode="pair", lengths=torch.tensor([100, 77, 31, 100, 64, 2])),  # the CPU training forward
+    dict(mode="upper", reduction="sum", min_separation=3, symmetry_weight=0.5, symmetry_penalty="huber",
+         lengths=torch.tensor([99, 100, 1, 50, 100, 80])),
+], ids=["penalty", "lengths", "all"])
+def test_thread_count_does_not_change_a_bit(dtype, kw):
+    x, t = random_inputs((6, 100, 100), dtype=dtype, target="soft")
     before = torch.get_num_threads()
     results = []
     try:
-        for n in (1, 2, 1):
+        for n in (1, 2, 3, 1):
             torch.set_num_threads(n)
             torch.manual_seed(0)
-            results.append(_run(x, t, mode="average", symmetry_weight=0.2))
+            results.append(_run(x, t, **kw))
     finally:
         torch.set_num_threads(before)
     for loss, grad in results[1:]:
-        assert torch.equal(loss, results[0][0])
+        assert torch.equal(loss, results[0][0]), (loss, results[0][0])
         assert torch.equal(grad, results[0][1])

@@ -51,9 +51,22 @@ def _package_copy(tmp_path):
     return copy
 
 
+# After `pip install -e .`, setuptools' editable finder resolves symfocal's submodules in the
+# source tree, so a copy without _C*.so would still load the tree's library. The copy runs
+# without that finder.
+WITHOUT_EDITABLE_FINDER = ("import sys\n"
+                           "sys.meta_path[:] = [f for f in sys.meta_path\n"
+                           "                    if not getattr(f, '__module__', '').startswith('__editable__')]\n")
+
+
+def _run_in_copy(root, code):
+    """`code` in a fresh interpreter that imports symfocal from the copy in `root`."""
+    return subprocess.run([sys.executable, "-c", WITHOUT_EDITABLE_FINDER + code], cwd=root, capture_output=True,
+                          text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+
+
 def _import_in_subprocess(root):
-    return subprocess.run([sys.executable, "-c", "import symfocal"], cwd=root, capture_output=True, text=True,
-                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    return _run_in_copy(root, f"import symfocal\nassert symfocal.__file__.startswith({str(root)!r})\n")
 
 
 def test_importing_a_build_for_another_torch_fails_clearly(tmp_path):
@@ -87,8 +100,7 @@ def test_without_a_built_library_the_reference_serves_with_one_warning(tmp_path)
             "assert not symfocal.extension_available()\n"
             "assert torch.equal(a, symfocal.reference.sym_focal_loss(x, y)), (a, b)\n"
             "assert len(w) == 1 and 'reference' in str(w[0].message), [str(m.message) for m in w]\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                            env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    result = _run_in_copy(tmp_path, code + f"assert symfocal.__file__.startswith({str(tmp_path)!r})\n")
     assert result.returncode == 0, result.stderr
 
 

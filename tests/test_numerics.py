@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import symfocal
+from helpers import grad_of
 from symfocal import reference
 
 EXTREMES = [0.0, 1e-8, 3.0, 17.0, 40.0, 100.0, 1e4, 65504.0]
@@ -35,11 +36,35 @@ def test_finite_at_extremes(gamma, mode, dtype, target):
         ref = reference.sym_focal_loss(xr, t, mode=mode, gamma=gamma, reduction=reduction, symmetry_weight=0.1,
                                        symmetry_penalty="huber")
         (gr,) = torch.autograd.grad(ref.sum(), xr)
+        rel = {torch.float16: 2e-3, torch.float32: 2e-5, torch.float64: 1e-8}[dtype]
+        # The loss (map) cell by cell, down to one ulp of its largest value (what a sum of it sees).
         ok = torch.isfinite(ref)
-        tol = dict(atol=1e-6, rtol=1e-6) if dtype == torch.float64 else dict(atol=1e-3, rtol=1e-3)
-        torch.testing.assert_close(loss.double()[ok], ref.detach()[ok], **tol)
+        ulp = torch.finfo(dtype).eps * ref.detach()[ok].abs().max()
+        torch.testing.assert_close(loss.double()[ok], ref.detach()[ok], atol=ulp, rtol=rel)
+        # The gradient relative to its own scale: a mean's per-cell gradients are ~1/N.
         ok = torch.isfinite(gr)
-        torch.testing.assert_close(g.double()[ok], gr[ok], **tol)
+        scale = gr[ok].abs().max()
+        assert scale > 0
+        torch.testing.assert_close(g.double()[ok] / scale, gr[ok] / scale, atol=rel, rtol=rel)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["average", "pair", "upper", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_l1_penalty_is_flat_on_exactly_symmetric_logits(dtype, mode, reduction):
+    """SPEC.md: |d| has gradient 0 at d = 0, so on x == x^T the l1 penalty adds nothing."""
+    a = torch.randn(2, 40, 40, dtype=torch.float64) * 3
+    x = (a + a.transpose(-1, -2)).to(dtype)  # a_ij + a_ji == a_ji + a_ij exactly
+    assert torch.equal(x, x.transpose(-1, -2))
+    t = torch.rand(2, 40, 40) < 0.1
+    g_in = torch.randn(x.shape, dtype=dtype) if reduction == "none" else None
+    plain = grad_of(symfocal.sym_focal_loss, x, t, mode=mode, reduction=reduction, incoming=g_in)
+    with_l1 = grad_of(symfocal.sym_focal_loss, x, t, mode=mode, reduction=reduction, incoming=plain[2],
+                      symmetry_weight=0.5, symmetry_penalty="l1")
+    rel = {torch.float64: 1e-12, torch.float32: 1e-6, torch.bfloat16: 1e-2}[dtype]
+    torch.testing.assert_close(with_l1[0], plain[0], atol=rel, rtol=rel)
+    scale = plain[1].abs().max().double()
+    torch.testing.assert_close(with_l1[1].double() / scale, plain[1].double() / scale, atol=rel, rtol=rel)
 
 
 def test_reference_itself_fails_where_we_do_not():
