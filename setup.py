@@ -3,8 +3,9 @@
 Environment variables:
   FORCE_CUDA=1            build the CUDA kernels even without a GPU (needs nvcc)
   SYMFOCAL_CPU_ONLY=1     never build the CUDA kernels
-  TORCH_CUDA_ARCH_LIST    e.g. "8.0;9.0"; default: every arch from 8.0 that nvcc
-                          supports, with PTX for the newest
+  TORCH_CUDA_ARCH_LIST    e.g. "8.0;9.0+PTX", or "all" (every arch from 8.0 that nvcc
+                          supports, PTX for the newest: what wheels get); default: the
+                          visible GPUs' archs (PTX for the newest), or "all" without a GPU
   CUDA_HOME               the toolkit (default: /usr/local/cuda when it exists)
   MAX_JOBS                parallel compile jobs
   SYMFOCAL_LOCAL_VERSION  local version label, e.g. "cu130" or "cpu" (wheels)
@@ -13,6 +14,7 @@ Environment variables:
                           is several times smaller
 """
 
+import concurrent.futures
 import importlib.util
 import json
 import os
@@ -91,7 +93,7 @@ def check_cuda_match(nvcc):
         )
 
 
-def default_arch_list():
+def supported_archs():
     """Every architecture from 8.0 that this nvcc can compile for, PTX for the newest."""
     try:
         out = subprocess.check_output(
@@ -104,6 +106,15 @@ def default_arch_list():
     names = [f"{a // 10}.{a % 10}" for a in archs]
     names[-1] += "+PTX"
     return ";".join(names)
+
+
+def visible_gpus():
+    """[(capability, name)] of the GPUs this process sees (none on a login node or CI)."""
+    try:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except RuntimeError:
+        count = 0
+    return [(torch.cuda.get_device_capability(i), torch.cuda.get_device_name(i)) for i in range(count)]
 
 
 # The CPU kernels once more for each wider instruction set, picked at run time
@@ -137,14 +148,21 @@ class BuildExtension(cpp_extension.BuildExtension):
 
     def build_extensions(self):
         for ext in self.extensions:
-            for source, isa_flags in getattr(ext, "isa_sources", {}).items():
+            def compile_isa(item):
+                source, isa_flags = item
                 flags = ["-O3", "-fPIC", "-fopenmp", "-fvisibility=hidden", cxx_standard(), *debug_flags(),
                          *warning_flags(),
                          *isa_flags,
                          f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
-                ext.extra_objects += self.compiler.compile(
+                return self.compiler.compile(
                     [str(CSRC / source)], output_dir=self.build_temp,
                     include_dirs=[str(CSRC.absolute()), *cpp_extension.include_paths()], extra_postargs=flags)
+
+            # Each ISA's kernels are a long compile of their own: side by side, as ninja runs the rest.
+            jobs = max(1, int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1))
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+                for objects in pool.map(compile_isa, getattr(ext, "isa_sources", {}).items()):
+                    ext.extra_objects += objects
         super().build_extensions()
         for ext in self.extensions:
             # Beside the library: what it was built for, readable before loading it
@@ -172,7 +190,8 @@ def make_extension():
     if cuda:
         nvcc = nvcc_version()
         check_cuda_match(nvcc)
-        archs = os.environ.get("TORCH_CUDA_ARCH_LIST") or default_arch_list()
+        archs, why = symfocal_build.choose_archs(os.environ.get("TORCH_CUDA_ARCH_LIST", ""), visible_gpus(),
+                                                 supported_archs)
         try:
             gencode = symfocal_build.gencode_flags(archs)
         except ValueError as exc:
@@ -189,7 +208,7 @@ def make_extension():
         # -Xfatbin=-compress-all: the GPU code of eleven architectures shrinks about ninefold.
         nvcc_flags = ["-O3", "--Werror", "all-warnings", "-Xptxas=-v", "-Xfatbin=-compress-all", "--threads", "2",
                       *(["-lineinfo"] if truthy("SYMFOCAL_DEBUG_INFO") else []), *macros, *gencode]
-        print(f"symfocal: building CUDA kernels (nvcc {nvcc[0]}.{nvcc[1]}, archs {archs})")
+        print(f"symfocal: building CUDA kernels (nvcc {nvcc[0]}.{nvcc[1]}, archs {archs}: {why})")
         ext = cpp_extension.CUDAExtension
     else:
         print("symfocal: building the CPU kernels only")
@@ -217,9 +236,26 @@ def torch_requirement():
     return f"torch>={major}.{minor},<{major}.{int(minor) + 1}"
 
 
+def license_metadata():
+    """The license as the running setuptools spells it: an SPDX expression from 77 on (the plain
+    `license` field is deprecated there), the plain field before."""
+    import setuptools
+    major = int(re.match(r"\d+", setuptools.__version__)[0])
+    return {"license_expression": "Apache-2.0"} if major >= 77 else {"license": "Apache-2.0"}
+
+
 setup(
+    name="symfocal",
     version=version(),
+    description="Fused symmetric focal loss for sparse symmetric maps (contact maps, base-pair maps, Hi-C, "
+                "adjacency), CPU and CUDA kernels for PyTorch",
+    long_description=(ROOT / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["symfocal"],
     install_requires=[torch_requirement(), "numpy"],
+    extras_require={"test": ["pytest", "hypothesis", "numpy"], "bench": ["matplotlib", "tqdm"]},
     ext_modules=[make_extension()],
     cmdclass={"build_ext": BuildExtension},
+    **license_metadata(),
 )

@@ -116,6 +116,25 @@ def gencode_flags(archs: str) -> list[str]:
             + [f"-gencode=arch=compute_{M}{m},code=compute_{M}{m}" for M, m in ptx])
 
 
+def choose_archs(asked: str, visible: list[tuple[tuple[int, int], str]], supported) -> tuple[str, str]:
+    """The architectures a source build compiles for, and why. `asked` is TORCH_CUDA_ARCH_LIST, which
+    always wins ("all": every supported architecture, what wheels get); else the `visible` GPUs
+    [(capability, name)], PTX for the newest (torch's convention for extensions built from
+    source); else, with no GPU visible (a login node building for the compute nodes), every
+    supported one. `supported()` gives those: from 8.0, PTX for the newest."""
+    asked = asked.strip()
+    if asked.lower() == "all":
+        return supported(), "TORCH_CUDA_ARCH_LIST=all: every architecture this nvcc supports from 8.0"
+    if asked:
+        return asked, "from TORCH_CUDA_ARCH_LIST"
+    if visible:
+        archs = ["{}.{}".format(*cap) for cap in sorted({cap for cap, _ in visible})]
+        archs[-1] += "+PTX"
+        names = ", ".join(sorted({name for _, name in visible}))
+        return ";".join(archs), f"the visible GPUs ({names}); TORCH_CUDA_ARCH_LIST overrides"
+    return supported(), "no GPU visible: every architecture this nvcc supports from 8.0; TORCH_CUDA_ARCH_LIST overrides"
+
+
 def runs_on(capability: tuple[int, int], archs: str) -> bool:
     """Whether a build for `archs` has code that a GPU of compute `capability` can run:
     machine code of the same major and a minor not above it (sm_80 runs on 8.6; sm_90a

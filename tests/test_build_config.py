@@ -1,0 +1,85 @@
+"""The build in the environments users have: the setuptools their venv came with (or none),
+and the GPU architectures a source build chooses."""
+
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from symfocal import _build
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _supported():
+    return "8.0;8.6;9.0;12.0+PTX"
+
+
+@pytest.mark.parametrize("asked, visible, expect, why", [
+    ("", [((9, 0), "NVIDIA H200")], "9.0+PTX", "visible GPUs (NVIDIA H200)"),
+    ("", [((8, 6), "A"), ((8, 0), "B"), ((8, 6), "A")], "8.0;8.6+PTX", "visible GPUs (A, B)"),
+    ("", [], "8.0;8.6;9.0;12.0+PTX", "no GPU visible"),
+    ("7.5", [((9, 0), "NVIDIA H200")], "7.5", "from TORCH_CUDA_ARCH_LIST"),   # the variable always wins
+    ("All", [((9, 0), "NVIDIA H200")], "8.0;8.6;9.0;12.0+PTX", "TORCH_CUDA_ARCH_LIST=all"),
+])
+def test_a_source_build_compiles_for_the_visible_gpus(asked, visible, expect, why):
+    archs, reason = _build.choose_archs(asked, visible, _supported)
+    assert archs == expect and why in reason
+
+
+def _fake_setuptools(tmp_path, version):
+    package = tmp_path / "setuptools"
+    package.mkdir()
+    (package / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("version", [None, "58.1.0", "63.4.3"])
+def test_the_backend_names_the_setuptools_a_build_needs(tmp_path, version):
+    """No setuptools (Python 3.12's venv) or one too old for an editable install: one line that
+    says which version is needed and the command that installs it."""
+    path = str(_fake_setuptools(tmp_path, version)) if version else ""
+    # -S: no site-packages, so the only setuptools is the fake one (or none).
+    result = subprocess.run([sys.executable, "-S", "-c", "import build_backend"], cwd=ROOT, text=True,
+                            capture_output=True, env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin"})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "setuptools >= 64" in lines[0] and "pip install --upgrade 'setuptools>=64'" in lines[0]
+    assert ("has none" if version is None else f"found {version}") in lines[0]
+
+
+def test_the_backend_is_setuptools_with_a_recent_one():
+    result = subprocess.run([sys.executable, "-c", "import build_backend; print(build_backend.build_wheel)"],
+                            cwd=ROOT, text=True, capture_output=True)
+    assert result.returncode == 0 and "setuptools.build_meta" in result.stdout, result.stderr
+
+
+def test_the_metadata_reads_with_the_setuptools_a_venv_brings(tmp_path):
+    """`python -m venv` on Python 3.10 and 3.11 brings setuptools 65.5, which cannot read
+    pyproject's newer [project] fields: the package's metadata must build with it."""
+    venv = tmp_path / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True)
+    python = venv / "bin" / "python"
+    version = subprocess.run([python, "-c", "import setuptools; print(setuptools.__version__)"], text=True,
+                             capture_output=True)
+    if version.returncode != 0:
+        pytest.skip(f"this Python's venv comes without setuptools ({base})")
+    found = tuple(int(n) for n in re.findall(r"\d+", version.stdout)[:2])
+    if found >= (77, 0):
+        pytest.skip(f"this Python's venv brings setuptools {version.stdout.strip()}, new enough anyway")
+    # torch and the rest from this environment, after the venv's own (older) setuptools.
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          text=True, capture_output=True, check=True).stdout.strip()
+    Path(site, "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    egg_base = tmp_path / "egg"
+    egg_base.mkdir()
+    result = subprocess.run([python, "setup.py", "-q", "egg_info", "--egg-base", str(egg_base)], cwd=ROOT,
+                            text=True, capture_output=True, env={"SYMFOCAL_CPU_ONLY": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    info = (egg_base / "symfocal.egg-info" / "PKG-INFO").read_text()
+    assert "License: Apache-2.0" in info and "Requires-Python: >=3.10" in info and "Name: symfocal" in info
