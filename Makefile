@@ -7,9 +7,15 @@
 #   make wheel      dist/symfocal-<version>+cu<XY>-*.whl with the CUDA kernels (no GPU needed)
 #   make wheel-cpu  dist/symfocal-<version>+cpu-*.whl
 #   make wheel-check  the wheels in dist/ installed into a fresh venv, smoke suite from outside the tree
+#   make gpu-stack  the GPU machine's stack without its GPU: Python 3.12, torch 2.11, sm_90 build, tests
 #   make mutate     plants each bug of tests/mutations in a CPU-only copy; fails if the tests miss one
 
 SHELL := /bin/bash
+# PYTHON=python3.12 (any interpreter): its own venv, .venv-python3.12, e.g. for that Python's wheels.
+ifdef PYTHON
+PYTHON_BOOT := $(PYTHON)
+VENV ?= .venv-$(notdir $(PYTHON))
+endif
 PYTHON_BOOT ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -28,7 +34,7 @@ WHEEL_CUDA_ARCHS ?= all
 CUDA_TAG = cu$(shell $${CUDA_HOME:-/usr/local/cuda}/bin/nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1\2/p')
 SDIST := dist/symfocal-$(VERSION).tar.gz
 
-.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate
+.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate gpu-stack
 
 setup: $(VENV)/.deps
 # Quiet: one line a stage on the terminal, everything else in build/*.log (its tail on failure).
@@ -94,6 +100,9 @@ wheel-check: $(VENV)/.deps
 
 clean:
 	rm -rf build dist *.egg-info symfocal/_C*.so symfocal/_build_info.json $(VENV)/.built
+
+gpu-stack:
+	bash scripts/gpu_stack.sh
 
 # On the GPU machine: that image's own python3 and torch (no venv, no network).
 gpu-check:

@@ -15,5 +15,10 @@ except ImportError:
 _found = tuple(int(n) for n in re.findall(r"\d+", setuptools.__version__)[:2])
 if _found < MINIMUM:
     sys.exit(f"symfocal: building needs setuptools >= 64, found {setuptools.__version__}. Fix: {FIX}")
+if _found < (70, 1):  # bdist_wheel moved into setuptools in 70.1
+    try:
+        import wheel  # noqa: F401
+    except ImportError:
+        sys.exit(f"symfocal: building with setuptools {setuptools.__version__} needs the wheel package. Fix: {FIX}")
 
 from setuptools.build_meta import *  # noqa: E402,F401,F403

@@ -1,7 +1,9 @@
 """Builds symfocal._C: a CUDAExtension when CUDA can be built, else a CppExtension.
 
 Environment variables:
-  FORCE_CUDA=1            build the CUDA kernels even without a GPU (needs nvcc)
+  FORCE_CUDA=1            build the CUDA kernels, or stop saying why not (needs nvcc of
+                          torch's CUDA major); by default they are built where nvcc is
+                          found and its CUDA major is torch's, GPU or not
   SYMFOCAL_CPU_ONLY=1     never build the CUDA kernels
   TORCH_CUDA_ARCH_LIST    e.g. "8.0;9.0+PTX", or "all" (every arch from 8.0 that nvcc
                           supports, PTX for the newest: what wheels get); default: the
@@ -74,7 +76,17 @@ def want_cuda():
         if not have_nvcc:
             sys.exit("symfocal: FORCE_CUDA=1 but no nvcc was found; set CUDA_HOME to the CUDA toolkit.")
         return True
-    return have_nvcc and torch.version.cuda is not None
+    if not have_nvcc or torch.version.cuda is None:
+        return False
+    nvcc, torch_cuda = nvcc_version(), torch.version.cuda
+    if int(torch_cuda.split(".")[0]) != nvcc[0]:
+        # Not asked for: a CPU build that works beats a stop (a CUDA tensor then gets an error that
+        # says how to get the kernels).
+        print(f"symfocal: nvcc is CUDA {nvcc[0]}.{nvcc[1]} but torch {torch.__version__} uses CUDA {torch_cuda}: "
+              f"building the CPU kernels only (a CUDA {torch_cuda.split('.')[0]}.x toolkit in CUDA_HOME builds "
+              "the CUDA kernels too; FORCE_CUDA=1 insists)")
+        return False
+    return True
 
 
 def check_cuda_match(nvcc):

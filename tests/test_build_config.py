@@ -52,6 +52,17 @@ def test_the_backend_names_the_setuptools_a_build_needs(tmp_path, version):
     assert ("has none" if version is None else f"found {version}") in lines[0]
 
 
+def test_the_backend_names_the_wheel_package_an_old_setuptools_needs(tmp_path):
+    """setuptools 65.5 (what Python 3.10's and 3.11's venv bring) builds wheels only with the
+    wheel package, which those venvs lack."""
+    path = _fake_setuptools(tmp_path, "65.5.0")
+    result = subprocess.run([sys.executable, "-S", "-c", "import build_backend"], cwd=ROOT, text=True,
+                            capture_output=True, env={"PYTHONPATH": str(path), "PATH": "/usr/bin:/bin"})
+    assert result.returncode != 0
+    assert result.stderr.strip() == ("symfocal: building with setuptools 65.5.0 needs the wheel package. "
+                                     "Fix: python -m pip install --upgrade 'setuptools>=64' wheel")
+
+
 def test_the_backend_is_setuptools_with_a_recent_one():
     result = subprocess.run([sys.executable, "-c", "import build_backend; print(build_backend.build_wheel)"],
                             cwd=ROOT, text=True, capture_output=True)
