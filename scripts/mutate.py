@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from worktree import copy_working_tree
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutate"
 TREE = WORK / "tree"
@@ -65,20 +67,6 @@ def run(cmd, *, log: Path, timeout: float, env=None) -> tuple[int, float]:
     return rc, time.monotonic() - start
 
 
-def copy_tree() -> None:
-    """The working tree as it is (tracked and untracked files git does not ignore)."""
-    if TREE.exists():
-        shutil.rmtree(TREE)
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split("\0")
-    for name in filter(None, files):
-        src = ROOT / name
-        if src.is_file():
-            dst = TREE / name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-
-
 def build(log: Path) -> bool:
     env = dict(os.environ, SYMFOCAL_CPU_ONLY="1", MAX_JOBS=os.environ.get("MAX_JOBS", "2"))
     rc, _ = run([sys.executable, "setup.py", "build_ext", "--inplace"], log=log, timeout=1800, env=env)
@@ -115,7 +103,7 @@ def main() -> int:
         sys.exit("no mutations selected")
     started = time.monotonic()
     WORK.mkdir(parents=True, exist_ok=True)
-    copy_tree()
+    copy_working_tree(TREE)
     print(f"mutate: {len(mutations)} mutations; the copy builds for the CPU only in {TREE.relative_to(ROOT)}",
           flush=True)
     t0 = time.monotonic()
