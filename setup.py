@@ -30,6 +30,7 @@ from pathlib import Path
 if "CUDA_HOME" not in os.environ and Path("/usr/local/cuda/bin/nvcc").exists():
     os.environ["CUDA_HOME"] = "/usr/local/cuda"
 
+import setuptools  # noqa: E402
 from setuptools import setup  # noqa: E402
 
 try:
@@ -170,7 +171,7 @@ class BuildExtension(cpp_extension.BuildExtension):
                     [str(CSRC / source)], output_dir=self.build_temp,
                     include_dirs=[str(CSRC.absolute()), *cpp_extension.include_paths()], extra_postargs=flags)
 
-            # Each ISA's kernels are a long compile of their own: side by side, as ninja runs the rest.
+            # Each ISA's kernels are a long compile of their own: run them side by side.
             jobs = max(1, int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1))
             with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
                 for objects in pool.map(compile_isa, getattr(ext, "isa_sources", {}).items()):
@@ -251,7 +252,6 @@ def torch_requirement():
 def license_metadata():
     """The license as the running setuptools spells it: an SPDX expression from 77 on (the plain
     `license` field is deprecated there), the plain field before."""
-    import setuptools
     major = int(re.match(r"\d+", setuptools.__version__)[0])
     return {"license_expression": "Apache-2.0"} if major >= 77 else {"license": "Apache-2.0"}
 
