@@ -13,7 +13,8 @@ import math
 
 import torch
 
-__all__ = ["SEPARATION_RANGES", "top_precision", "f1_mcc", "symmetry_error"]
+__all__ = ["SEPARATION_RANGES", "top_precision", "f1_mcc", "symmetry_error", "pairs_of", "base_pair_scores",
+           "best_threshold"]
 
 # Sequence-separation ranges of contact prediction: j - i in [low, high].
 SEPARATION_RANGES = {"short": (6, 11), "medium": (12, 23), "long": (24, None)}
@@ -90,3 +91,64 @@ def symmetry_error(probs: torch.Tensor, *, lengths: torch.Tensor | None = None,
         total += float((probs[b, i, j].double() - probs[b, j, i].double()).abs().sum())
         count += i.numel()
     return total / count if count else 0.0
+
+
+def pairs_of(probs: torch.Tensor, threshold: float, *, length: int | None = None,
+             min_separation: int = 1) -> set[tuple[int, int]]:
+    """The predicted base pairs of one ``[L, L]`` map: the cells i < j (j - i >= min_separation,
+    both below ``length``) whose probability is at least ``threshold``, read from the upper
+    triangle (symmetrize the map first if it is not symmetric)."""
+    n = probs.shape[-1] if length is None else int(length)
+    i, j = _pairs(n, probs.device, max(min_separation, 1))
+    keep = probs.detach()[i, j] >= threshold
+    return set(zip(i[keep].tolist(), j[keep].tolist()))
+
+
+def base_pair_scores(predicted, true, length: int) -> dict:
+    """Precision, recall, F1 and MCC of one sequence's predicted pairs against its true pairs,
+    as RNA secondary-structure prediction counts them: each unordered pair (i, j) once, i < j,
+    of the length * (length - 1) / 2 possible. ``predicted`` and ``true`` are iterables of
+    (i, j); a sequence with no true and no predicted pair scores 1 (nothing to find, nothing
+    claimed), one with pairs on one side only scores 0."""
+    pred = {tuple(sorted(p)) for p in predicted}
+    truth = {tuple(sorted(p)) for p in true}
+    tp = len(pred & truth)
+    fp, fn = len(pred) - tp, len(truth) - tp
+    tn = length * (length - 1) // 2 - tp - fp - fn
+    if not pred and not truth:
+        return {"precision": 1.0, "recall": 1.0, "f1": 1.0, "mcc": 1.0}
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn)
+    denom = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    mcc = (tp * tn - fp * fn) / denom if denom else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "mcc": mcc}
+
+
+def best_threshold(probs: list[torch.Tensor], pairs: list, *, thresholds=None,
+                   min_separation: int = 1) -> tuple[float, float]:
+    """The threshold (of ``thresholds``, default 0.02, 0.04, ..., 0.98) at which the mean
+    per-sequence base-pair F1 (as :func:`base_pair_scores` counts it) is highest, and that F1:
+    how a threshold is chosen on validation data. ``probs`` holds one ``[L, L]`` symmetric map
+    per sequence (read from its upper triangle), ``pairs`` its true pairs."""
+    thresholds = torch.tensor([k / 50 for k in range(1, 50)] if thresholds is None else list(thresholds),
+                              dtype=torch.float64)
+    if not probs:
+        raise ValueError("best_threshold needs at least one sequence")
+    total = torch.zeros_like(thresholds)
+    for p, truth in zip(probs, pairs):
+        n = p.shape[-1]
+        i, j = _pairs(n, "cpu", max(min_separation, 1))
+        score = p.detach().double().cpu()[i, j]
+        true = torch.zeros(n, n, dtype=torch.bool)
+        for a, b in truth:
+            true[min(a, b), max(a, b)] = True
+        true = true[i, j]
+        predicted = score[None, :] >= thresholds[:, None]          # [thresholds, pairs]
+        tp = (predicted & true).sum(1).double()
+        fp = predicted.sum(1) - tp
+        fn = true.sum() - tp
+        f1 = torch.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn).clamp(min=1), torch.ones_like(tp))
+        total += f1
+    best = int(torch.argmax(total))  # the first of equal ones: the lowest threshold
+    return float(thresholds[best]), float(total[best]) / len(probs)

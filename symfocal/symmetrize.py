@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["symmetrize"]
+from .metrics import best_threshold
+
+__all__ = ["symmetrize", "better_half"]
 
 
 def symmetrize(logits: torch.Tensor, how: str = "average") -> torch.Tensor:
@@ -26,3 +28,15 @@ def symmetrize(logits: torch.Tensor, how: str = "average") -> torch.Tensor:
     if how == "lower":
         return torch.tril(logits) + torch.tril(logits, -1).transpose(-1, -2)
     raise ValueError(f"how must be one of 'average', 'upper', 'lower', got {how!r}")
+
+
+def better_half(logits: list[torch.Tensor], pairs: list, *, thresholds=None, min_separation: int = 1) -> str:
+    """``"upper"`` or ``"lower"``: which triangle, mirrored, predicts the true pairs better (the
+    higher mean per-sequence base-pair F1 at its best threshold) on held-out data; a model
+    trained with mode "pair" learns both halves, and at test time keeps the one chosen here.
+    ``logits`` holds one ``[L, L]`` map per sequence, ``pairs`` its true pairs (i, j)."""
+    scores = {}
+    for how in ("upper", "lower"):
+        probs = [torch.sigmoid(symmetrize(x.detach().float(), how)) for x in logits]
+        scores[how] = best_threshold(probs, pairs, thresholds=thresholds, min_separation=min_separation)[1]
+    return "upper" if scores["upper"] >= scores["lower"] else "lower"

@@ -81,3 +81,75 @@ def test_metrics_on_gpu_equal_cpu():
     y = torch.rand(2, 40, 40) < 0.1
     assert metrics.top_precision(s.cuda(), y.cuda()) == metrics.top_precision(s, y)
     assert metrics.f1_mcc(s.sigmoid().cuda(), y.cuda()) == metrics.f1_mcc(s.sigmoid(), y)
+
+
+# Base-pair metrics (RNA secondary structure): pairs counted once, not cells.
+
+def test_base_pair_scores_by_hand():
+    # L = 10: 45 possible pairs. True {(0,9), (1,8), (2,7)}; predicted {(0,9), (1,8), (3,6)}
+    # (given once as (9, 0): order within a pair must not matter).
+    s = metrics.base_pair_scores([(9, 0), (1, 8), (3, 6)], [(0, 9), (1, 8), (2, 7)], 10)
+    tp, fp, fn, tn = 2, 1, 1, 41
+    assert s["precision"] == pytest.approx(2 / 3)
+    assert s["recall"] == pytest.approx(2 / 3)
+    assert s["f1"] == pytest.approx(2 / 3)
+    mcc = (tp * tn - fp * fn) / ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
+    assert s["mcc"] == pytest.approx(mcc)
+
+
+def test_base_pair_scores_empty_cases():
+    assert metrics.base_pair_scores([], [], 12)["f1"] == 1.0
+    assert metrics.base_pair_scores([(0, 5)], [], 12) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "mcc": 0.0}
+    assert metrics.base_pair_scores([], [(0, 5)], 12)["f1"] == 0.0
+
+
+def test_pairs_of_reads_the_upper_triangle_above_the_separation():
+    p = torch.zeros(8, 8)
+    p[0, 7] = 0.9      # kept
+    p[7, 1] = 0.9      # lower triangle: not read
+    p[2, 4] = 0.9      # separation 2 < 3: left out
+    p[3, 7] = 0.5      # exactly at the threshold: kept
+    p[1, 6] = 0.49     # below
+    assert metrics.pairs_of(p, 0.5, min_separation=3) == {(0, 7), (3, 7)}
+    assert metrics.pairs_of(p, 0.5, length=7, min_separation=3) == set()  # (0, 7), (3, 7) lie beyond 7
+
+
+def test_best_threshold_finds_the_gap():
+    # Two sequences; the true pairs score 0.6-0.7, the false ones at most 0.3: any threshold in
+    # (0.3, 0.6] gives F1 = 1, and the lowest grid point there is chosen.
+    gen = torch.Generator().manual_seed(0)
+    probs, pairs = [], []
+    for L, truth in ((20, [(0, 19), (1, 18), (5, 12)]), (15, [(2, 13)])):
+        p = 0.3 * torch.rand(L, L, generator=gen)
+        for i, j in truth:
+            p[i, j] = 0.6 + 0.1 * torch.rand((), generator=gen)
+        probs.append(torch.triu(p, 1) + torch.triu(p, 1).T)
+        pairs.append(truth)
+    t, f1 = metrics.best_threshold(probs, pairs, thresholds=[0.1, 0.2, 0.32, 0.5, 0.65, 0.9])
+    assert (t, f1) == (0.32, 1.0)
+    # Against the slow definition at every grid point.
+    for t in (0.1, 0.5, 0.65, 0.9):
+        slow = sum(metrics.base_pair_scores(metrics.pairs_of(p, t), truth, p.shape[-1])["f1"]
+                   for p, truth in zip(probs, pairs)) / 2
+        assert metrics.best_threshold(probs, pairs, thresholds=[t])[1] == pytest.approx(slow)
+    with pytest.raises(ValueError, match="at least one"):
+        metrics.best_threshold([], [])
+
+
+@pytest.mark.parametrize("good", ["upper", "lower"])
+def test_better_half_picks_the_half_that_holds_the_pairs(good):
+    import symfocal
+
+    gen = torch.Generator().manual_seed(1)
+    logits, pairs = [], []
+    for L in (16, 24, 30):
+        truth = [(1, L - 2), (2, L - 3), (4, 10)]
+        x = torch.randn(L, L, generator=gen) - 4
+        for i, j in truth:
+            if good == "upper":
+                x[i, j] = 4.0
+            else:
+                x[j, i] = 4.0
+        logits.append(x)
+        pairs.append(truth)
+    assert symfocal.better_half(logits, pairs) == good
