@@ -21,6 +21,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -140,6 +141,16 @@ ISA_KERNELS = {
 }
 
 
+def target_machine():
+    """The machine the C++ compiler builds for: a cross compiler's target (CXX=aarch64-linux-gnu-g++
+    on an x86 host), not the host's."""
+    try:
+        triple = subprocess.check_output([*shlex.split(cpp_extension.get_cxx_compiler()), "-dumpmachine"], text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return os.uname().machine
+    return triple.strip().split("-")[0]
+
+
 def debug_flags():
     # Python's own CFLAGS carry -g; a later -g0 wins.
     return ["-g"] if truthy("SYMFOCAL_DEBUG_INFO") else ["-g0"]
@@ -193,7 +204,7 @@ class BuildExtension(cpp_extension.BuildExtension):
 def make_extension():
     cuda = want_cuda()
     cpu_sources = ["ops.cpp", "problem.cpp", "module.cpp", "cpu/dispatch.cpp", "cpu/kernels_default.cpp"]
-    isa_sources = ISA_KERNELS if os.uname().machine == "x86_64" else {}
+    isa_sources = ISA_KERNELS if target_machine() == "x86_64" else {}
     sources = [str(CSRC / s) for s in cpu_sources]
     # -fopenmp: at::parallel_for is inline and runs OpenMP in our own code.
     cxx = ["-O3", "-fopenmp", "-fvisibility=hidden", *debug_flags(), *warning_flags()]
