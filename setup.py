@@ -204,7 +204,10 @@ class BuildExtension(cpp_extension.BuildExtension):
 def make_extension():
     cuda = want_cuda()
     cpu_sources = ["ops.cpp", "problem.cpp", "module.cpp", "cpu/dispatch.cpp", "cpu/kernels_default.cpp"]
-    isa_sources = ISA_KERNELS if target_machine() == "x86_64" else {}
+    machine = target_machine()
+    isa_sources = ISA_KERNELS if machine == "x86_64" else {}
+    isas = ["portable"] + [Path(source).stem.split("_")[-1] for source in isa_sources]
+    print(f"symfocal: CPU kernels for {machine}: {', '.join(isas)}")
     sources = [str(CSRC / s) for s in cpu_sources]
     # -fopenmp: at::parallel_for is inline and runs OpenMP in our own code.
     cxx = ["-O3", "-fopenmp", "-fvisibility=hidden", *debug_flags(), *warning_flags()]

@@ -1,6 +1,7 @@
 """The build in the environments users have: the setuptools their venv came with (or none),
 and the GPU architectures a source build chooses."""
 
+import os
 import re
 import subprocess
 import sys
@@ -94,3 +95,17 @@ def test_the_metadata_reads_with_the_setuptools_a_venv_brings(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     info = (egg_base / "symfocal.egg-info" / "PKG-INFO").read_text()
     assert "License: Apache-2.0" in info and "Requires-Python: >=3.10" in info and "Name: symfocal" in info
+
+
+@pytest.mark.parametrize("triple, kernels", [("x86_64-linux-gnu", "portable, avx2, avx512"),
+                                             ("aarch64-linux-gnu", "portable")])
+def test_the_cpu_kernels_follow_the_compilers_target_not_the_host(tmp_path, triple, kernels):
+    # A cross compiler (CXX=aarch64-linux-gnu-g++ on an x86 host) gets no x86 ISA kernels.
+    fake = tmp_path / "c++"
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = -dumpmachine ] && echo {triple} && exit 0\nexit 1\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, CXX=str(fake), SYMFOCAL_CPU_ONLY="1")
+    result = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, text=True, capture_output=True,
+                            env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"symfocal: CPU kernels for {triple.split('-')[0]}: {kernels}" in result.stdout

@@ -28,7 +28,7 @@ from .train import collate
 
 ROOT = Path(__file__).resolve().parents[2]
 
-FULL = dict(seeds=3, rna_steps=120, rna_batch=8, per_family=10, ood_per_family=25, protein_steps=50,
+FULL = dict(seeds=3, rna_steps=240, rna_batch=4, per_family=10, ood_per_family=25, protein_steps=50,
             protein_batch=4, protein_chains=None, limit=None)
 QUICK = dict(seeds=3, rna_steps=4, rna_batch=4, per_family=2, ood_per_family=2, protein_steps=2,
              protein_batch=2, protein_chains=15, limit={"train": 12, "validation": 4, "test": 4})
