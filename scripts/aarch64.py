@@ -133,7 +133,14 @@ def build() -> tuple[int, float, str]:
                    env=env)
     log = (LOGS / "build.log").read_text(errors="replace")
     kind = "CPU + CUDA sm_90" if "building CUDA kernels" in log else "CPU only"
+    (LOGS / "build.json").write_text(json.dumps({"rc": rc, "took": took, "kind": kind}))
     return rc, took, kind
+
+
+def last_build() -> tuple[int, float, str]:
+    """What the previous build() gave (--keep-build: test that library again)."""
+    facts = json.loads((LOGS / "build.json").read_text())
+    return facts["rc"], facts["took"], facts["kind"]
 
 
 def check_library() -> str:
@@ -166,11 +173,12 @@ def test(tests: list[str]) -> tuple[int, str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", nargs="*", default=DEFAULT_TESTS, help="test files to run under qemu")
+    parser.add_argument("--keep-build", action="store_true", help="test the library the last run built")
     args = parser.parse_args()
     need(CXX, "g++-aarch64-linux-gnu")
     LOGS.mkdir(parents=True, exist_ok=True)
     fetch()
-    rc, took, kind = build()
+    rc, took, kind = last_build() if args.keep_build else build()
     row = {"torch": f"{TORCH}+cu130 (aarch64 wheel)", "python": f"{PYTHON} (aarch64, qemu-user)",
            "date": dt.date.today().isoformat(), "tests": ""}
     if rc:

@@ -216,8 +216,11 @@ def test_narrower_instruction_sets(isa, tmp_path):
     """The AVX2 and portable builds of the CPU kernels give the same results (run in a subprocess,
     since ATen reads ATEN_CPU_CAPABILITY once)."""
     import os
+    import platform
     import subprocess
     import sys
+    if isa != "default" and platform.machine() != "x86_64":
+        pytest.skip(f"{isa} kernels are x86's; this build for {platform.machine()} has the portable ones only")
     code = (
         "import torch, symfocal, sys; sys.path.insert(0, 'tests'); from symfocal import _ops;"
         f"assert _ops.build_info()['cpu_isa'] == '{isa}', _ops.build_info();"
