@@ -66,8 +66,9 @@ def one_pair(torch_version: str, python_version: str) -> dict:
     vpy = str(venv / "bin" / "python")
     rc, took = run([python, "-m", "venv", str(venv)], logs / f"{name}-venv.log")
     if rc == 0:
-        rc, took = run([vpy, "-m", "pip", "install", f"torch=={torch_version}", "numpy", "pytest", "hypothesis",
-                        "ninja", "setuptools>=64", "wheel"], logs / f"{name}-install.log")
+        # The test dependencies as the project declares them (requirements-dev.txt), beside this torch.
+        rc, took = run([vpy, "-m", "pip", "install", f"torch=={torch_version}", "-r",
+                        str(ROOT / "requirements-dev.txt"), "setuptools>=64", "wheel"], logs / f"{name}-install.log")
     if rc != 0:
         return dict(row, build=f"torch {torch_version} did not install (logs/{name}-install.log)", tests="")
     row["torch"] = subprocess.run([vpy, "-c", "import torch; print(torch.__version__)"], capture_output=True,

@@ -5,13 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .evaluate import METRICS, mean_sd  # noqa: E402
-from .losses import LOSSES  # noqa: E402
+from .evaluate import METRICS, mean_sd
+from .losses import LOSSES
 
 BULKY = ("per_sequence_f1", "predicted")  # kept for the figures, left out of the JSON
 
@@ -86,7 +81,18 @@ def write_rna(results: dict, per_seed: list[dict], baseline: dict, split, out: P
     _plot_examples(results, per_seed, baseline, split, out / "study_rna_examples.png")
 
 
+def _pyplot():
+    """matplotlib, imported only to draw (the tables and JSON need none of it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _plot_f1(results: dict, path: Path) -> None:
+    plt = _pyplot()
     entries = results["results"]
     fig, ax = plt.subplots(figsize=(9, 4.5))
     y = range(len(entries))
@@ -106,6 +112,7 @@ def _plot_f1(results: dict, path: Path) -> None:
 def _plot_examples(results, per_seed, baseline, split, path: Path, count: int = 3) -> None:
     """A few test RNAs (the longest of different families): truth above the diagonal, the
     prediction below it, for RNAfold and the best and the worst loss (seed 0)."""
+    plt = _pyplot()
     entries = sorted(results["results"], key=lambda e: e["mean"]["f1"])
     worst, best = entries[0]["name"], entries[-1]["name"]
     picks, seen = [], set()
