@@ -224,8 +224,12 @@ def make_extension():
         except ValueError as exc:
             sys.exit(f"symfocal: {exc}")
         sources += [str(p) for p in sorted((CSRC / "cuda").glob("*.cu"))] + [str(CSRC / "cuda" / "ops_cuda.cpp")]
-        facts.update(cuda=f"{nvcc[0]}.{nvcc[1]}", cuda_archs=archs)
+        facts.update(cuda=f"{nvcc[0]}.{nvcc[1]}", cuda_archs=archs, cuda_variants=truthy("SYMFOCAL_CUDA_VARIANTS"))
         macros = ["-DSYMFOCAL_WITH_CUDA"]
+        # The kernel variants a first GPU run times (csrc/cuda/variants.h); `make gpu-check` only.
+        if truthy("SYMFOCAL_CUDA_VARIANTS"):
+            macros.append("-DSYMFOCAL_CUDA_VARIANTS")
+            print("symfocal: with the CUDA kernel variants (SYMFOCAL_CUDA_VARIANTS)")
         cxx += macros
         # Our .cu includes no torch headers, so every warning in it is ours.
         # -Xptxas=-v: the resource report (registers, stack, spills) goes into the build log,

@@ -29,9 +29,9 @@ inline at::ScalarType loss_dtype_of(const at::Tensor& logits) {
 // The outputs of a forward pass, allocated on the logits' device.
 struct ForwardOutputs {
   at::Tensor partials, stats, loss_scalar, loss_map;
-  ForwardOutputs(const at::Tensor& logits, const Params& params, int64_t items) {
+  ForwardOutputs(const at::Tensor& logits, const Params& params, int64_t items, int64_t scratch_rows) {
     const auto dev = logits.options();
-    partials = at::empty({items, kNumStats}, dev.dtype(at::kDouble));
+    partials = at::empty({items + scratch_rows, kNumStats}, dev.dtype(at::kDouble));
     stats = at::empty({kNumStats}, dev.dtype(at::kDouble));
     loss_scalar = at::empty({}, dev.dtype(loss_dtype_of(logits)));
     if (params.reduction == Reduction::kNone)
@@ -49,7 +49,7 @@ std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& logits, const at
   typename Backend::Guard guard(logits.device());
   PreparedCall call = prepare(logits, target, lengths, mask, params);
   const int64_t items = num_work_items(call.pb);
-  ForwardOutputs out(logits, params, items);
+  ForwardOutputs out(logits, params, items, Backend::scratch_rows(items));
   Backend::forward(call.pb, out.loss_map.defined() ? out.loss_map.data_ptr() : nullptr,
                    out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),
                    out.loss_scalar.data_ptr());

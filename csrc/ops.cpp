@@ -13,6 +13,8 @@ struct CpuBackend {
     explicit Guard(const c10::Device&) {}
   };
 
+  static int64_t scratch_rows(int64_t) { return 0; }
+
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                       void* loss_scalar) {
     if (items > 0) cpu::forward(pb, loss_map, partials, nullptr);
@@ -57,7 +59,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tenso
                     "symfocal: forward_train serves reductions 'mean' and 'sum' without a symmetry penalty");
   PreparedCall call = prepare(logits, target, lengths, mask, params);
   const int64_t items = num_work_items(call.pb);
-  ForwardOutputs out(logits, params, items);
+  ForwardOutputs out(logits, params, items, CpuBackend::scratch_rows(items));
   at::Tensor grad_unit = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
   if (items > 0) cpu::forward(call.pb, nullptr, out.partials.data_ptr<double>(), grad_unit.data_ptr());
   CpuBackend::finalize(call.pb, out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),

@@ -1,53 +1,140 @@
 #!/usr/bin/env bash
-# One prepared run on a machine with a GPU (`make gpu-check`): build for sm_90
-# with all cores, the CUDA tests, compute-sanitizer (memcheck, racecheck) on a
-# small case of each kernel, and the benchmark at GPU sizes. Logs and results
-# go under $OUT (default: ./gpu-check-out). Meant to end within ~8 minutes.
+# One prepared run on a machine with a GPU (`make gpu-check`), within about 8 minutes
+# (GPU_CHECK_SECONDS, default 480 there), the most valuable evidence first so that running out of
+# time loses the least:
+#   1. the machine; 2. the build for sm_90 with the kernel variants, all cores;
+#   3. the CUDA tests on the GPU; 4. compute-sanitizer memcheck;
+#   5. the variant sweep (benchmarks/variants.py: the open design questions, timed side by side);
+#   6. one map above 2^31 cells against a chunked float64 reference (scripts/gpu_large_case.py);
+#   7. compute-sanitizer initcheck (every cell of the outputs written), synccheck, racecheck;
+#   8. the benchmark at GPU sizes.
+# Each step gets at most what is left of the time. Logs and results go under $OUT
+# (default: ./gpu-check-out); a summary of every step ends the log.
+#
+# Without a GPU it rehearses the same run on the GPU machine's stack (Python 3.12, torch 2.11,
+# .venv-gpu-stack, made by `make gpu-stack` where missing) in a copy of the tree: the build with
+# every variant, the tests, the sweep's and the large case's code on the CPU, the sanitizer's
+# presence; only what needs the GPU is left out, and the summary says what would have run.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+SOURCE=$PWD
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
-PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-export CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
-status=0
-step() { echo; echo "=== $1 ($(date +%T))"; }
+export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+export PATH=$CUDA_HOME/bin:$PATH
+SUMMARY=()
+
+if command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1; then
+  GPU=1
+  BUDGET=${GPU_CHECK_SECONDS:-480}
+  PY=${PYTHON:-python3}
+  TREE=$SOURCE
+else
+  GPU=0
+  BUDGET=${GPU_CHECK_SECONDS:-2400}  # two CPU cores build what the GPU machine's sixteen do
+  [ -x .venv-gpu-stack/bin/python ] || bash scripts/gpu_stack.sh --venv-only || exit 1
+  PY=$SOURCE/.venv-gpu-stack/bin/python
+  TREE=$SOURCE/build/gpu-check/tree
+  rm -rf "$TREE" && mkdir -p "$TREE"
+  git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$TREE"
+  echo "no GPU here: rehearsing on the GPU machine's stack ($PY) in $TREE"
+fi
+cd "$TREE"
+export PYTHONPATH=$TREE
+
+left() { echo $((BUDGET - SECONDS)); }
+step() { echo; echo "=== $1 ($(date +%T), ${SECONDS}s of ${BUDGET}s)"; }
+# run NAME LIMIT LOG CMD...: CMD under the smaller of LIMIT and the time left, its output in
+# $OUT/LOG (the tail shown); its result in the summary.
+run() {
+  local name=$1 limit=$2 log=$OUT/$3; shift 3
+  local budget; budget=$(left)
+  [ "$budget" -lt "$limit" ] && limit=$budget
+  if [ "$limit" -lt 10 ]; then SUMMARY+=("$name: not run (out of time)"); return 1; fi
+  timeout "$limit" "$@" > "$log" 2>&1; local rc=$?
+  tail -n "${TAIL:-12}" "$log"
+  if [ $rc -eq 0 ]; then SUMMARY+=("$name: ok"); elif [ $rc -eq 124 ]; then SUMMARY+=("$name: TIMED OUT after ${limit}s");
+  else SUMMARY+=("$name: FAILED (exit $rc)"); fi
+  return $rc
+}
+would() { SUMMARY+=("$1: needs the GPU; would run: $2"); echo "would run: $2"; }
 
 step "machine"
-{ nvidia-smi; $PY -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"; \
+{ [ $GPU -eq 1 ] && nvidia-smi; $PY -c "import sys, torch; print('Python', sys.version.split()[0], 'torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.get_device_name() if torch.cuda.is_available() else None)"; \
   nvcc --version | tail -2; } 2>&1 | tee "$OUT/machine.txt"
 
-step "build (sm_90)"
-TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-$(nproc)} FORCE_CUDA=1 SYMFOCAL_DEBUG_INFO=1 \
-  timeout 300 $PY setup.py build_ext --inplace > "$OUT/build.log" 2>&1 || { echo "build failed"; tail -40 "$OUT/build.log"; exit 1; }
+step "build (sm_90, with the kernel variants)"
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-$(nproc)} FORCE_CUDA=1 SYMFOCAL_DEBUG_INFO=1 \
+  SYMFOCAL_CUDA_VARIANTS=1
+if ! TAIL=3 run build 300 build.log $PY setup.py build_ext --inplace; then
+  tail -40 "$OUT/build.log"; printf '%s\n' "${SUMMARY[@]}"; exit 1
+fi
 grep -E "spill|stack frame" "$OUT/build.log" | sort | uniq -c
 mkdir -p build && cp "$OUT/build.log" build/ptxas.log   # the report tests/test_cuda_build.py reads
 
 step "CUDA tests"
 # -m "not emulated": the CPU emulation of the same tests is CI's job, not this machine's minutes.
-timeout 240 $PY -m pytest -q -x -m "not emulated" tests/test_cuda.py tests/test_cuda_build.py 2>&1 | tee "$OUT/test_cuda.log" | tail -15 || status=1
+run "CUDA tests" 180 test_cuda.log $PY -m pytest -q -x -m "not emulated" -p no:cacheprovider tests/test_cuda.py \
+  tests/test_cuda_build.py
 
-step "compute-sanitizer"
 cat > "$OUT/sanitize_case.py" <<'PY'
 import torch, symfocal
-# L = 70: cell-by-cell accesses; L = 64 in bfloat16: the wide ones.
-for L, dtype in ((70, torch.float32), (64, torch.bfloat16)):
-    x = torch.randn(2, L, L, device="cuda", dtype=dtype, requires_grad=True)
-    y = torch.rand(2, L, L, device="cuda") < 0.1
+# L = 70: cell-by-cell accesses; 66: 2-cell ones; 64 in bfloat16: 4-cell ones;
+# [40, 200, 200]: 1120 tile pairs, more than one finalize block adds (the two-level sum).
+cases = ((2, 70, torch.float32), (2, 66, torch.float32), (2, 64, torch.bfloat16), (40, 200, torch.float32))
+for B, L, dtype in cases:
+    x = torch.randn(B, L, L, device="cuda", dtype=dtype, requires_grad=True)
+    y = torch.rand(B, L, L, device="cuda") < 0.1
+    lengths = torch.tensor([L, 33] * (B // 2), device="cuda")
     for mode in ("average", "pair", "upper", "none"):
         for red in ("mean", "none"):
-            loss = symfocal.sym_focal_loss(x, y, mode=mode, reduction=red, symmetry_weight=0.2,
-                                           lengths=torch.tensor([L, 33], device="cuda"),
+            loss = symfocal.sym_focal_loss(x, y, mode=mode, reduction=red, symmetry_weight=0.2, lengths=lengths,
                                            mask=torch.rand(L, L, device="cuda") < 0.9)
             loss.sum().backward()
+        if B > 2:
+            break
 torch.cuda.synchronize(); print("sanitizer case ok")
 PY
-for tool in memcheck racecheck; do
-  timeout 120 compute-sanitizer --tool $tool --error-exitcode 9 $PY "$OUT/sanitize_case.py" > "$OUT/sanitizer_$tool.log" 2>&1
-  rc=$?; echo "$tool: exit $rc"; tail -3 "$OUT/sanitizer_$tool.log"; [ $rc -eq 0 ] || status=1
+sanitize() {  # $1: tool
+  TAIL=3 run "compute-sanitizer $1" 90 "sanitizer_$1.log" compute-sanitizer --tool "$1" --error-exitcode 9 $PY \
+    "$OUT/sanitize_case.py"
+}
+
+step "compute-sanitizer memcheck"
+if [ $GPU -eq 1 ]; then sanitize memcheck; else
+  compute-sanitizer --version | tail -1
+  would "compute-sanitizer memcheck" "compute-sanitizer --tool memcheck $PY $OUT/sanitize_case.py"; fi
+
+step "kernel variants, timed side by side"
+if [ $GPU -eq 1 ]; then
+  TAIL=40 run "variant sweep" 150 variants.log $PY benchmarks/variants.py --out "$OUT" --ptxas-log "$OUT/build.log"
+else
+  run "variant sweep (dry run)" 60 variants.log $PY benchmarks/variants.py --dry-run --ptxas-log "$OUT/build.log"
+  would "variant sweep" "$PY benchmarks/variants.py --out $OUT"
+fi
+
+step "one map above 2^31 cells"
+if [ $GPU -eq 1 ]; then
+  run "large case" 120 large_case.log $PY scripts/gpu_large_case.py
+else
+  run "large case (L = 300, CPU)" 60 large_case.log $PY scripts/gpu_large_case.py --L 300 --band 64 --device cpu
+  would "large case" "$PY scripts/gpu_large_case.py"
+fi
+
+step "compute-sanitizer initcheck, synccheck, racecheck"
+for tool in initcheck synccheck racecheck; do
+  if [ $GPU -eq 1 ]; then sanitize $tool; else would "compute-sanitizer $tool" "compute-sanitizer --tool $tool ..."; fi
 done
 
 step "benchmark"
-timeout 200 $PY benchmarks/bench.py --device cuda --out "$OUT" --no-plot 2>&1 | tee "$OUT/bench.log" | tail -40 || status=1
-echo; echo "gpu-check finished with status $status; files in $OUT"
-exit $status
+if [ $GPU -eq 1 ]; then
+  TAIL=40 run benchmark 240 bench.log $PY benchmarks/bench.py --device cuda --out "$OUT" --no-plot
+else
+  run "benchmark (CPU, quick)" 120 bench.log $PY benchmarks/bench.py --quick --device cpu --providers fused,eager \
+    --out "$OUT" --no-plot
+  would benchmark "$PY benchmarks/bench.py --device cuda --out $OUT"
+fi
+
+echo; echo "=== summary (${SECONDS}s; files in $OUT)"
+printf '%s\n' "${SUMMARY[@]}" | tee "$OUT/summary.txt"
+! grep -q -E "FAILED|TIMED OUT" "$OUT/summary.txt"

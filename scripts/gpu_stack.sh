@@ -4,6 +4,7 @@
 # .venv-gpu-stack, the CUDA kernels built for sm_90 with nvcc in a copy of the tree
 # (build/gpu-stack/tree, so that the main build is left alone), and the test suite there.
 # A change that would not build or pass on the GPU machine fails here, not in its minutes.
+# --venv-only: make the venv and stop (the rehearsal of `make gpu-check` uses it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,6 +28,7 @@ if [ ! -f "$VENV/.deps" ] || [ "$(cat "$VENV/.deps")" != "$TORCH_SPEC" ]; then
     "$VENV/bin/python" -m pip install "$TORCH_SPEC" -r requirements-dev.txt
   echo "$TORCH_SPEC" > "$VENV/.deps"
 fi
+[ "${1:-}" = --venv-only ] && exit 0
 "$VENV/bin/python" -c "import sys, torch; print('gpu-stack: Python', sys.version.split()[0], 'torch', torch.__version__, 'CUDA', torch.version.cuda)"
 
 TREE=$ROOT/build/gpu-stack/tree

@@ -14,7 +14,8 @@ from . import _build
 # serves with a warning. Built for another torch or CUDA: ImportError, saying why.
 _C, LOAD_ERROR = _build.load_extension()
 
-__all__ = ["available", "has_cuda_kernels", "build_info", "warn_fallback_once"]
+__all__ = ["available", "has_cuda_kernels", "build_info", "warn_fallback_once", "cuda_variants",
+           "set_cuda_variant"]
 
 
 def available() -> bool:
@@ -38,6 +39,19 @@ def build_info() -> dict:
         "with_cuda": bool(_C.with_cuda),
         "cpu_isa": _C.cpu_isa(),
     }
+
+
+def cuda_variants() -> list[tuple[str, str, bool]]:
+    """(name, what it changes, in this build) of each CUDA kernel variant (csrc/cuda/variants.h);
+    empty without the CUDA kernels. For benchmarks: every variant computes the same results."""
+    return [tuple(v) for v in _C.cuda_variants()] if has_cuda_kernels() else []
+
+
+def set_cuda_variant(name: str) -> None:
+    """Makes later CUDA launches of this process use variant `name` ("default" to go back)."""
+    if not has_cuda_kernels():
+        raise RuntimeError("symfocal: this build has no CUDA kernels, so no CUDA kernel variants")
+    _C.set_cuda_variant(name)
 
 
 _warned = False

@@ -36,7 +36,8 @@ def module():
     return cpp_extension.load(
         name="symfocal_cuda_emulator", sources=[str(s) for s in SOURCES], build_directory=str(build),
         extra_include_paths=[str(ROOT / "csrc"), str(ROOT / "tests" / "cuda_emulator"), str(include)],
-        extra_cflags=["-O2", "-std=c++20", "-Wall", "-Wno-unused-parameter"], verbose=False)
+        extra_cflags=["-O2", "-std=c++20", "-Wall", "-Wno-unused-parameter", "-DSYMFOCAL_CUDA_VARIANTS"],
+        verbose=False)
 
 
 class _EmulatedLoss(torch.autograd.Function):
@@ -69,3 +70,18 @@ def sym_focal_loss(logits, target, *, mode="average", alpha=0.25, gamma=2.0, pos
 def access_counts() -> tuple[int, int]:
     """(wide, single-cell) global accesses of the kernels since the last call."""
     return tuple(module().access_counts())
+
+
+def variants() -> list[str]:
+    """The kernel variants of csrc/cuda/variants.h ("default" first)."""
+    return list(module().variants())
+
+
+def set_variant(name: str) -> None:
+    """The variant later emulated launches use."""
+    module().set_variant(name)
+
+
+def set_intrinsic_error(on: bool) -> None:
+    """Whether the emulated __expf, __logf and logf carry their documented error (on by default)."""
+    module().set_intrinsic_error(on)

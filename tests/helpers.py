@@ -27,6 +27,16 @@ def random_inputs(shape, *, dtype=torch.float32, target="bool", density=0.05, de
     return x.to(device), t.to(device)
 
 
+def padded_samples(x, pad):
+    """[B, L, L] x with its samples `pad` elements apart beyond L * L in one storage: rows
+    contiguous, the batch stride L * L + pad (odd for an odd pad)."""
+    B, L, _ = x.shape
+    storage = torch.zeros(B * (L * L + pad), dtype=x.dtype, device=x.device)
+    view = storage.as_strided((B, L, L), (L * L + pad, L, 1))
+    view.copy_(x)
+    return view
+
+
 def strided_views(x, t):
     """Views of [B, L, L] inputs (L >= 72) in the layouts the kernels treat differently."""
     return [
@@ -35,13 +45,18 @@ def strided_views(x, t):
         (x[:, 4:68, 4:68], t[:, 4:68, 4:68]),  # a view whose rows stay aligned: wide accesses
         (x[:, 1:65, 1:65], t[:, 1:65, 1:65]),  # L divisible by 4, base unaligned
         (x[:1, :64, :64].expand(3, 64, 64), t[:1, :64, :64].expand(3, 64, 64)),  # stride-0 batch
+        # rows aligned within a sample, samples 1 or 2 cells off: 1-cell or 2-cell accesses
+        (padded_samples(x[:, :64, :64], 1), padded_samples(t[:, :64, :64], 1)),
+        (padded_samples(x[:, :64, :64], 2), padded_samples(t[:, :64, :64], 2)),
     ]
 
 
 def grad_of(loss_fn, x, t, *, incoming=None, **kw):
     """(loss, d loss / d x, incoming gradient) for loss_fn(x, t, **kw); the incoming
     gradient is random unless given."""
-    x = x.detach().clone().requires_grad_(True)
+    # A detached alias, not a clone: a clone of a view with gaps (a slice) is contiguous, and the
+    # kernels must meet the caller's strides and storage offset.
+    x = x.detach().requires_grad_(True)
     out = loss_fn(x, t, **kw)
     if incoming is not None:
         g = incoming

@@ -173,6 +173,132 @@ def test_wide_accesses_where_rows_allow():
     assert wide > 0 and single >= cells, (wide, single)
 
 
+def test_small_losses_keep_their_relative_accuracy(kernels):
+    """Easy cells' losses, log1p(exp(-|z|)) ~ exp(-|z|), to 1e-5 relative: log1p(e) taken as a fast
+    log of 1 + e would be off by 3.5e-7 / e (40 % at |z| = 14). The emulator carries the device
+    intrinsics' documented error (tests/cuda_emulator/device_math.h)."""
+    x = -4.0 - 12.0 * torch.rand(2, 70, 70)
+    x = torch.where(torch.rand(x.shape) < 0.5, x, x.transpose(-1, -2)).to(kernels.device)
+    t = torch.zeros(x.shape, device=kernels.device)
+    for mode in ("none", "average"):
+        loss = kernels.loss(x, t, mode=mode, gamma=0.0, reduction="none")
+        ref = symfocal.reference.sym_focal_loss(x.double(), t.double(), mode=mode, gamma=0.0, reduction="none")
+        torch.testing.assert_close(loss.double(), ref, rtol=1e-5, atol=0)
+
+
+@pytest.mark.emulated
+@needs_cuda_headers
+def test_the_intrinsic_error_model_is_applied():
+    """The emulated __expf / __logf carry an error (float32 results move), float64 none."""
+    x, t = random_inputs((2, 40, 40))
+    try:
+        loss = {}
+        for on in (True, False):
+            cuda_emulation.set_intrinsic_error(on)
+            loss[on] = [cuda_emulation.sym_focal_loss(x.to(dtype), t, gamma=1.5, reduction="none")
+                        for dtype in (torch.float32, torch.float64)]
+    finally:
+        cuda_emulation.set_intrinsic_error(True)
+    assert not torch.equal(loss[True][0], loss[False][0])
+    assert torch.equal(loss[True][1], loss[False][1])
+
+
+@pytest.mark.emulated
+@needs_cuda_headers
+def test_the_emulator_shows_planted_faults():
+    """Shared memory starts as NaN bytes in every block; a shuffle orders one warp only; a full-mask
+    shuffle that part of a warp skips is an error."""
+    emulator = cuda_emulation.module()
+    assert torch.isnan(torch.tensor(emulator.selftest_unwritten_shared_read()))
+    assert torch.isnan(torch.tensor(emulator.selftest_read_ordered_only_by_a_shuffle()))
+    with pytest.raises(RuntimeError, match="full-mask shuffle reached by 16 of the 32 lanes"):
+        emulator.selftest_divergent_shuffle()
+
+
+def accesses(fn):
+    """(result, (wide, single-cell) global accesses) of fn() on the emulator."""
+    cuda_emulation.access_counts()
+    out = fn()
+    return out, cuda_emulation.access_counts()
+
+
+@pytest.mark.emulated
+@needs_cuda_headers
+def test_even_lengths_take_two_cell_accesses():
+    """L = 1022 (even, not a multiple of 4): every group is read and written as two 2-cell accesses,
+    with the results of the cell-by-cell path bitwise; an odd L goes cell by cell."""
+    run = lambda x, t: grad_of(cuda_emulation.sym_focal_loss, x, t, mode="average", reduction="none",
+                               incoming=torch.ones(x.shape, dtype=x.dtype))[:2]
+    x, t = random_inputs((1, 1022, 1022), dtype=torch.bfloat16)
+    (loss, grad), (wide, single) = accesses(lambda: run(x, t))
+    cells = x.numel()
+    # logits and target in both passes, the loss map and the gradient: 6 tensors of 2-cell accesses
+    assert wide >= 6 * cells // 2 and single < cells // 100, (wide, single)
+    try:
+        cuda_emulation.set_variant("cell-access")
+        (loss_cells, grad_cells), (wide_cells, single_cells) = accesses(lambda: run(x, t))
+    finally:
+        cuda_emulation.set_variant("default")
+    assert wide_cells == 0 and single_cells >= 6 * cells
+    assert torch.equal(loss, loss_cells) and torch.equal(grad, grad_cells)
+
+    x, t = random_inputs((1, 131, 131), dtype=torch.bfloat16)
+    _, (wide, single) = accesses(lambda: run(x, t))
+    assert wide == 0 and single >= 6 * x.numel()
+
+
+@pytest.mark.emulated
+@needs_cuda_headers
+def test_two_level_sums():
+    """More tile pairs (1100) than one finalize block adds (1024): blocks of 1024 partials, then
+    one block over their sums; the same value as one block's sum to float64 rounding."""
+    xs, ts = random_inputs((1100, 5, 5))
+    kernels = Kernels("cpu", cuda_emulation.sym_focal_loss)
+    two_level = check(kernels, xs, ts, mode="average", symmetry_weight=0.2)
+    try:
+        cuda_emulation.set_variant("one-block-finalize")
+        one_block = grad_of(kernels.loss, xs, ts, mode="average", symmetry_weight=0.2, incoming=torch.tensor(1.7))
+    finally:
+        cuda_emulation.set_variant("default")
+    torch.testing.assert_close(two_level[0], one_block[0], rtol=1e-6, atol=0)
+    assert torch.equal(two_level[1], one_block[1])
+
+
+VARIANTS = ["default", "cell-access", "serial-loads", "three-blocks", "half-threads", "one-block-finalize"]
+
+
+@pytest.mark.emulated
+@needs_cuda_headers
+def test_the_variants_are_the_ones_the_library_lists():
+    assert cuda_emulation.variants() == VARIANTS
+
+
+@pytest.mark.emulated
+@needs_cuda_headers
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_matches_the_reference(variant):
+    """Each design variant a first GPU run times (csrc/cuda/variants.h) computes the same loss: the
+    reference's to float32 rounding, and per cell bitwise the default variant's."""
+    kernels = Kernels("cpu", cuda_emulation.sym_focal_loss)
+    x, t = random_inputs((2, 70, 70), target="soft")
+    lengths = torch.tensor([70, 45])
+    options = dict(alpha=0.4, gamma=1.5, label_smoothing=0.1, min_separation=2, lengths=lengths,
+                   symmetry_weight=0.3, symmetry_penalty="huber")
+    x16, t16 = random_inputs((2, 64, 64), dtype=torch.bfloat16)
+    per_cell = lambda: grad_of(kernels.loss, x16, t16, mode="pair", reduction="none", incoming=torch.ones_like(x16))
+    default_loss, default_grad, _ = per_cell()
+    try:
+        cuda_emulation.set_variant(variant)
+        for mode in MODES:
+            for reduction in ("mean", "none"):
+                check(kernels, x, t, mode=mode, reduction=reduction, **options)
+        check(kernels, x16, t16, mode="pair", reduction="none")
+        loss, grad, _ = per_cell()
+        assert torch.equal(loss, default_loss) and torch.equal(grad, default_grad)
+    finally:
+        cuda_emulation.set_variant("default")
+
+
 # ---- a GPU only --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["average", "pair", "upper", "none"])

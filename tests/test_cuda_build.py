@@ -17,7 +17,10 @@ from symfocal import _build, _ops
 ROOT = Path(__file__).resolve().parent.parent
 LOG = ROOT / "build" / "ptxas.log"
 NVCC = shutil.which("nvcc", path="/usr/local/cuda/bin") or shutil.which("nvcc")
-MAIN_KERNELS = ("tile_pair_kernel", "finalize_kernel")
+MAIN_KERNELS = ("tile_pair_kernel", "finalize_kernel", "finalize_chunks_kernel")
+# The design variants of a SYMFOCAL_CUDA_VARIANTS build (csrc/cuda/variants.h) are measured,
+# spills and all (three-blocks caps the registers on purpose), not held to this.
+VARIANT_SHAPES = ("SerialLoadsShape", "ThreeBlocksShape", "HalfThreadsShape")
 
 needs_nvcc = pytest.mark.skipif(NVCC is None and not _ops.has_cuda_kernels(), reason="no nvcc on this machine")
 
@@ -49,7 +52,7 @@ def entries(report):
 @needs_nvcc
 def test_no_spills_or_stack_in_main_kernels():
     report = entries(resource_report())
-    main = [e for e in report if any(k in e[0] for k in MAIN_KERNELS)]
+    main = [e for e in report if any(k in e[0] for k in MAIN_KERNELS) and not any(v in e[0] for v in VARIANT_SHAPES)]
     assert main, "no resource report for the main kernels found"
     bad = [e for e in main if e[2] or e[3] or e[4]]
     assert not bad, "kernels with a stack frame or spills:\n" + "\n".join(map(str, bad))

@@ -2,7 +2,9 @@
 // Reading and writing cells of any supported dtype as the accumulation type,
 // four consecutive cells of a row at a time: one wide load or store (8 bytes
 // of bfloat16, 16 of float32, 4 of bool) where the tensor's rows allow it,
-// else one access per cell through the strides.
+// two 2-cell accesses where they allow only that (an even L that is not a
+// multiple of 4, say L = 1022), else one access per cell through the strides.
+// The values are the same whichever way they are read.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -15,6 +17,11 @@
 // every global access is in bounds and every wide access aligned.
 #ifndef SYMFOCAL_CHECK_GLOBAL_ACCESS
 #define SYMFOCAL_CHECK_GLOBAL_ACCESS(ptr, bytes, align) ((void)0)
+#endif
+// ... and this, after each __shared__ variable, to fill it with 0xFF bytes at
+// the start of every block (a read of a cell no thread wrote then shows).
+#ifndef SYMFOCAL_SHARED_DECLARED
+#define SYMFOCAL_SHARED_DECLARED(var) ((void)0)
 #endif
 
 namespace symfocal {
@@ -33,25 +40,33 @@ SYMFOCAL_HOST_DEVICE int element_size(DType dt) {
   }
 }
 
-// The alignment a wide access of kVec cells needs (double: two 16-byte halves).
-SYMFOCAL_HOST_DEVICE int wide_alignment(DType dt) {
-  const int bytes = kVec * element_size(dt);
+// The alignment an access of `cells` consecutive cells needs (4 float64
+// cells: two 16-byte halves).
+SYMFOCAL_HOST_DEVICE int access_alignment(DType dt, int cells) {
+  const int bytes = cells * element_size(dt);
   return bytes < 16 ? bytes : 16;
 }
 
-// Whether every group of kVec cells that starts at a column divisible by kVec
-// can be read with one wide access: contiguous rows, strides that keep such
-// groups aligned, and an aligned base. Evaluated on the host, once per call.
-inline bool allows_wide_rows(const MapView& v, DType dt) {
-  if (v.data == nullptr || v.col_stride != 1 || v.row_stride % kVec != 0) return false;
-  for (int d = 0; d < v.nbatch; ++d)
-    if (v.batch_stride[d] % kVec != 0) return false;
-  return reinterpret_cast<uintptr_t>(v.data) % wide_alignment(dt) == 0;
+// How many cells (kVec, 2 or 1) one access may cover for every group of kVec
+// cells that starts at a column divisible by kVec: contiguous rows, strides
+// that keep such groups (or their halves) aligned, and an aligned base.
+// Evaluated on the host, once per call.
+inline int access_width(const MapView& v, DType dt) {
+  if (v.data == nullptr || v.col_stride != 1) return 1;
+  for (int width = kVec; width > 1; width /= 2) {
+    bool ok = v.row_stride % width == 0 &&
+              reinterpret_cast<uintptr_t>(v.data) % static_cast<uintptr_t>(access_alignment(dt, width)) == 0;
+    for (int d = 0; d < v.nbatch; ++d) ok = ok && v.batch_stride[d] % width == 0;
+    if (ok) return width;
+  }
+  return 1;
 }
 
-// Which accesses of one call are wide (where a group lies wholly inside the map).
+// Cells per access of each tensor of one call (kVec, 2 or 1), where a group
+// lies wholly inside the map; a group cut by the map's edge uses 2-cell
+// accesses where its width allows.
 struct WideAccess {
-  bool logits = false, target = false, mask = false, grad = false, out = false;
+  int8_t logits = 1, target = 1, mask = 1, grad = 1, out = 1;
 };
 
 template <typename acc_t>
@@ -89,14 +104,48 @@ __device__ __forceinline__ float bfloat16_bits_to_float(uint32_t bits) {
 __device__ __forceinline__ uint32_t half_bits(float v) { return __half_as_ushort(__float2half(v)); }
 __device__ __forceinline__ uint32_t bfloat16_bits(float v) { return __bfloat16_as_ushort(__float2bfloat16(v)); }
 
-// Cells off, off + step, ..., of which the first n (0..kVec) exist; the rest
-// read as 0. One wide load when `wide` and the group is whole.
+// Cells off and off + 1 of a contiguous row, read with one access.
 template <typename acc_t>
-__device__ __forceinline__ void load_row4(const void* p, DType dt, int64_t off, int64_t step, bool wide, int n,
+__device__ __forceinline__ void load_pair(const void* p, DType dt, int64_t off, acc_t v[2]) {
+  const char* at = static_cast<const char*>(p) + off * element_size(dt);
+  SYMFOCAL_CHECK_GLOBAL_ACCESS(at, 2 * element_size(dt), access_alignment(dt, 2));
+  switch (dt) {
+    case DType::kFloat16:
+    case DType::kBFloat16: {
+      const uint32_t raw = *reinterpret_cast<const uint32_t*>(at);
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const uint32_t bits = raw >> (16 * q);
+        v[q] = static_cast<acc_t>(dt == DType::kFloat16 ? half_bits_to_float(bits) : bfloat16_bits_to_float(bits));
+      }
+      return;
+    }
+    case DType::kFloat32: {
+      const float2 raw = *reinterpret_cast<const float2*>(at);
+      v[0] = raw.x, v[1] = raw.y;
+      return;
+    }
+    case DType::kFloat64: {
+      const double2 raw = *reinterpret_cast<const double2*>(at);
+      v[0] = static_cast<acc_t>(raw.x), v[1] = static_cast<acc_t>(raw.y);
+      return;
+    }
+    default: {  // bool, uint8
+      const uint32_t raw = *reinterpret_cast<const uint16_t*>(at);
+      v[0] = static_cast<acc_t>(raw & 0xffu), v[1] = static_cast<acc_t>(raw >> 8);
+      return;
+    }
+  }
+}
+
+// Cells off, off + step, ..., of which the first n (0..kVec) exist; the rest
+// read as 0. `width` cells an access (access_width; width > 1 means step 1).
+template <typename acc_t>
+__device__ __forceinline__ void load_row4(const void* p, DType dt, int64_t off, int64_t step, int width, int n,
                                           acc_t v[kVec]) {
-  if (wide && n == kVec) {
+  if (width == kVec && n == kVec) {
     const char* at = static_cast<const char*>(p) + off * element_size(dt);
-    SYMFOCAL_CHECK_GLOBAL_ACCESS(at, kVec * element_size(dt), wide_alignment(dt));
+    SYMFOCAL_CHECK_GLOBAL_ACCESS(at, kVec * element_size(dt), access_alignment(dt, kVec));
     switch (dt) {
       case DType::kFloat16:
       case DType::kBFloat16: {
@@ -129,16 +178,55 @@ __device__ __forceinline__ void load_row4(const void* p, DType dt, int64_t off, 
       }
     }
   }
+  if (width > 1) {  // pairs (a group of 4 aligned for 4 cells is aligned for 2)
+#pragma unroll
+    for (int q = 0; q < kVec; q += 2) {
+      if (q + 1 < n) {
+        load_pair(p, dt, off + q, v + q);
+      } else {
+        v[q] = q < n ? load_as<acc_t>(p, dt, off + q) : acc_t(0);
+        v[q + 1] = acc_t(0);
+      }
+    }
+    return;
+  }
 #pragma unroll
   for (int q = 0; q < kVec; ++q) v[q] = q < n ? load_as<acc_t>(p, dt, off + q * step) : acc_t(0);
 }
 
-// Cells off .. off + kVec - 1 of a contiguous output, of which the first n exist.
+// Cells off and off + 1 of a contiguous output, written with one access.
 template <typename acc_t>
-__device__ __forceinline__ void store_row4(void* p, DType dt, int64_t off, bool wide, int n, const acc_t v[kVec]) {
-  if (wide && n == kVec) {
+__device__ __forceinline__ void store_pair(void* p, DType dt, int64_t off, const acc_t v[2]) {
+  char* at = static_cast<char*>(p) + off * element_size(dt);
+  SYMFOCAL_CHECK_GLOBAL_ACCESS(at, 2 * element_size(dt), access_alignment(dt, 2));
+  switch (dt) {
+    case DType::kFloat16:
+    case DType::kBFloat16: {
+      uint32_t w = 0;
+#pragma unroll
+      for (int q = 0; q < 2; ++q) {
+        const float f = static_cast<float>(v[q]);
+        w |= (dt == DType::kFloat16 ? half_bits(f) : bfloat16_bits(f)) << (16 * q);
+      }
+      *reinterpret_cast<uint32_t*>(at) = w;
+      return;
+    }
+    case DType::kFloat32:
+      *reinterpret_cast<float2*>(at) = make_float2(static_cast<float>(v[0]), static_cast<float>(v[1]));
+      return;
+    default:  // float64
+      *reinterpret_cast<double2*>(at) = make_double2(static_cast<double>(v[0]), static_cast<double>(v[1]));
+      return;
+  }
+}
+
+// Cells off .. off + kVec - 1 of a contiguous output, of which the first n exist,
+// `width` cells an access.
+template <typename acc_t>
+__device__ __forceinline__ void store_row4(void* p, DType dt, int64_t off, int width, int n, const acc_t v[kVec]) {
+  if (width == kVec && n == kVec) {
     char* at = static_cast<char*>(p) + off * element_size(dt);
-    SYMFOCAL_CHECK_GLOBAL_ACCESS(at, kVec * element_size(dt), wide_alignment(dt));
+    SYMFOCAL_CHECK_GLOBAL_ACCESS(at, kVec * element_size(dt), access_alignment(dt, kVec));
     switch (dt) {
       case DType::kFloat16:
       case DType::kBFloat16: {
@@ -160,6 +248,17 @@ __device__ __forceinline__ void store_row4(void* p, DType dt, int64_t off, bool 
         reinterpret_cast<double2*>(at)[1] = make_double2(static_cast<double>(v[2]), static_cast<double>(v[3]));
         return;
     }
+  }
+  if (width > 1) {
+#pragma unroll
+    for (int q = 0; q < kVec; q += 2) {
+      if (q + 1 < n) {
+        store_pair(p, dt, off + q, v + q);
+      } else if (q < n) {
+        store_as(p, dt, off + q, v[q]);
+      }
+    }
+    return;
   }
 #pragma unroll
   for (int q = 0; q < kVec; ++q)

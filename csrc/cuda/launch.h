@@ -6,13 +6,15 @@
 #include <cuda_runtime_api.h>
 
 #include "../symfocal.h"
+#include "launch_plan.h"
 
 namespace symfocal {
 namespace cuda {
 
 // Per-tile-pair partial sums, then their fixed-order sum into stats and the
 // loss scalar (float32, float64 for float64 logits); the loss map when
-// loss_map is not null. Everything stays on the device.
+// loss_map is not null. Everything stays on the device. `partials` has
+// items + finalize_scratch_rows(items) rows (launch_plan.h).
 cudaError_t launch_forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                            void* loss_scalar, cudaStream_t stream);
 

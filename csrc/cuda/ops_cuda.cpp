@@ -30,6 +30,8 @@ void check_launch(cudaError_t err) {
 struct CudaBackend {
   using Guard = c10::cuda::CUDAGuard;
 
+  static int64_t scratch_rows(int64_t items) { return cuda::finalize_scratch_rows(items); }
+
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                       void* loss_scalar) {
     check_launch(cuda::launch_forward(pb, loss_map, partials, items, stats, loss_scalar,

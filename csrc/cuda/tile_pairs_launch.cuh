@@ -10,17 +10,19 @@ namespace symfocal {
 namespace cuda {
 namespace detail {
 
-template <Pass P, typename acc_t>
+template <Pass P, typename acc_t, class Shape>
 void launch_tile_pairs(const Problem& pb, int64_t items, const GradSource& src, void* out, double* partials,
-                       cudaStream_t stream) {
-  const TilePairKernel kernel = tile_pair_kernel_for<P, acc_t>(pb.params.mode);
-  kernel<<<grid_for(items), kThreads, 0, stream>>>(pb, items, src, wide_access(pb, src, out), out, partials);
+                       bool cell_access, cudaStream_t stream) {
+  const TilePairKernel kernel = tile_pair_kernel_for<P, Shape, acc_t>(pb.params.mode);
+  kernel<<<grid_for(items), Shape::kThreads, 0, stream>>>(pb, items, src, wide_access(pb, src, out, cell_access),
+                                                           out, partials);
 }
 
 }  // namespace detail
 }  // namespace cuda
 }  // namespace symfocal
 
-#define SYMFOCAL_TILE_PAIRS(P, ACC)                                                                 \
-  template void symfocal::cuda::detail::launch_tile_pairs<symfocal::cuda::detail::Pass::P, ACC>( \
-      const symfocal::Problem&, int64_t, const symfocal::GradSource&, void*, double*, cudaStream_t)
+#define SYMFOCAL_TILE_PAIRS(P, ACC, SHAPE)                                                                 \
+  template void symfocal::cuda::detail::launch_tile_pairs<symfocal::cuda::detail::Pass::P, ACC,          \
+                                                          symfocal::cuda::SHAPE>(                        \
+      const symfocal::Problem&, int64_t, const symfocal::GradSource&, void*, double*, bool, cudaStream_t)

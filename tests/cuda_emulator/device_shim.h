@@ -2,12 +2,18 @@
 // fibers on one CPU thread, so that their indexing, tiling, shared-memory
 // transposes and reductions are tested where no GPU is present.
 //
-// A block's threads run in turn (in reverse order in odd blocks), each until
-// its next __syncthreads; a barrier that some threads reach and others never
-// do (divergent code) is an error, as is any global access outside the
-// tensors a launch registered or a wide access that is not aligned
-// (SYMFOCAL_CHECK_GLOBAL_ACCESS). What this cannot see: timing, the memory
-// model, warp-synchronous behaviour beyond shuffles.
+// A block runs warp by warp (in reverse order, lanes too, in odd blocks):
+// each warp's lanes run in turn until their next __syncthreads, meeting only
+// each other at a shuffle, so warp 0 reaches the block's barrier before warp
+// 1 starts and a missing __syncthreads shows whichever warp reads what
+// another has yet to write. A barrier that some threads reach and others
+// never do (divergent code), a full-mask shuffle that not every lane of the
+// warp reaches, any global access outside the tensors a launch registered
+// and a wide access that is not aligned (SYMFOCAL_CHECK_GLOBAL_ACCESS) are
+// errors. Shared memory is filled with 0xFF bytes (NaN as a float) at the
+// start of every block (SYMFOCAL_SHARED_DECLARED), so a read of a cell no
+// thread wrote shows. What this cannot see: timing, the memory model,
+// warp-synchronous code without shuffles.
 // Include it before any kernel header.
 #pragma once
 
@@ -18,11 +24,13 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -93,12 +101,20 @@ class Block {
     if (mask != 0xffffffffu) report("__shfl_down_sync with a partial mask");
     const unsigned tid = current_;
     exchange_.resize(block_dim.x);
-    exchange_[tid] = static_cast<double>(v);
-    sync_threads();
+    exchange_[tid] = static_cast<double>(v);  // exact for float and double
+    sync_warp();                              // every lane has written
     const unsigned lane = tid % 32;
     const V out = lane + delta < 32 ? static_cast<V>(exchange_[tid + delta]) : v;
-    sync_threads();
+    sync_warp();                              // every lane has read
     return out;
+  }
+
+  // The first time a block's thread meets a __shared__ variable, its bytes become 0xFF.
+  void poison_once(void* p, size_t bytes) {
+    uint64_t& seen = poisoned_in_[p];
+    if (seen == block_serial_) return;
+    std::memset(p, 0xFF, bytes);
+    seen = block_serial_;
   }
 
   // (wide, single-element) global accesses since the last call; align > 1 marks a wide one.
@@ -126,7 +142,7 @@ class Block {
   }
 
  private:
-  enum class State { kReady, kAtBarrier, kDone };
+  enum class State { kReady, kAtBarrier, kAtShuffle, kDone };
   struct Fiber {
     ucontext_t context;
     std::unique_ptr<char[]> stack;
@@ -138,6 +154,11 @@ class Block {
     Block& b = instance();
     (*b.body_)();
     b.fibers_[b.current_].state = State::kDone;  // returns to main_ through uc_link
+  }
+
+  void sync_warp() {
+    fibers_[current_].state = State::kAtShuffle;
+    swapcontext(&fibers_[current_].context, &main_);
   }
 
   void report(const std::string& what) {
@@ -160,17 +181,12 @@ class Block {
       makecontext(&f.context, &Block::fiber_main, 0);
       f.state = State::kReady;
     }
-    // Odd blocks run their threads in reverse order: a missing barrier then
-    // shows whichever thread reads what another has yet to write.
+    ++block_serial_;
     const bool reverse = block_index.x % 2 == 1;
+    const unsigned warps = (threads + 31) / 32;
     for (;;) {
-      for (unsigned k = 0; k < threads; ++k) {
-        const unsigned t = reverse ? threads - 1 - k : k;
-        if (fibers_[t].state != State::kReady) continue;
-        current_ = t;
-        thread_index = {t, 0, 0};
-        swapcontext(&main_, &fibers_[t].context);
-      }
+      for (unsigned k = 0; k < warps; ++k)
+        if (!run_warp(reverse ? warps - 1 - k : k, threads, reverse)) return;
       unsigned waiting = 0, done = 0;
       for (unsigned t = 0; t < threads; ++t) {
         waiting += fibers_[t].state == State::kAtBarrier;
@@ -190,11 +206,40 @@ class Block {
     }
   }
 
+  // Runs the lanes of warp w until each waits at __syncthreads or is done; a
+  // shuffle releases the warp's lanes once all of them have reached it.
+  // False (and an error reported) where a shuffle is reached by some lanes only.
+  bool run_warp(unsigned w, unsigned threads, bool reverse) {
+    const unsigned first = w * 32, lanes = (first + 32 < threads ? first + 32 : threads) - first;
+    for (;;) {
+      for (unsigned k = 0; k < lanes; ++k) {
+        const unsigned t = first + (reverse ? lanes - 1 - k : k);
+        if (fibers_[t].state != State::kReady) continue;
+        current_ = t;
+        thread_index = {t, 0, 0};
+        swapcontext(&main_, &fibers_[t].context);
+      }
+      unsigned at_shuffle = 0;
+      for (unsigned t = first; t < first + lanes; ++t) at_shuffle += fibers_[t].state == State::kAtShuffle;
+      if (at_shuffle == 0) return true;
+      if (at_shuffle != lanes) {
+        std::ostringstream s;
+        s << "a full-mask shuffle reached by " << at_shuffle << " of the " << lanes << " lanes of warp " << w;
+        current_ = first;
+        report(s.str());
+        return false;
+      }
+      for (unsigned t = first; t < first + lanes; ++t) fibers_[t].state = State::kReady;
+    }
+  }
+
   ucontext_t main_{};
   std::vector<Fiber> fibers_;
   unsigned current_ = 0;
   const std::function<void()>* body_ = nullptr;
   std::vector<double> exchange_;
+  std::unordered_map<void*, uint64_t> poisoned_in_;  // __shared__ variable -> block it was poisoned for
+  uint64_t block_serial_ = 0;
   std::vector<Range> ranges_;
   std::string error_;
   int64_t wide_accesses_ = 0, single_accesses_ = 0;
@@ -208,5 +253,6 @@ class Block {
 #define gridDim (::sf_emu::grid_dim)
 #define __syncthreads() ::sf_emu::Block::instance().sync_threads()
 #define __shfl_down_sync(mask, v, delta) ::sf_emu::Block::instance().shuffle_down((mask), (v), (delta))
+#define SYMFOCAL_SHARED_DECLARED(var) ::sf_emu::Block::instance().poison_once(&(var), sizeof(var))
 #define SYMFOCAL_CHECK_GLOBAL_ACCESS(ptr, bytes, align) \
   ::sf_emu::Block::instance().check_access((ptr), static_cast<int64_t>(bytes), static_cast<int64_t>(align))

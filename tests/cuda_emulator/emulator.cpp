@@ -2,7 +2,12 @@
 // the same host code (op_impl.h, problem.cpp) and the same kernels as the
 // CUDA build, launched by an emulator instead of a GPU. A test module, built
 // by tests/cuda_emulation.py; symfocal itself never loads it.
+// The device's float math with its error model, before anything includes focal_math.h.
+#include "device_math.h"
+
 #include <torch/extension.h>
+
+#include <stdexcept>
 
 #include "op_impl.h"
 // After every torch header: the shim redefines CUDA's keywords.
@@ -13,13 +18,17 @@
 namespace symfocal {
 namespace {
 
+using cuda::Variant;
 using cuda::detail::element_size;
+using cuda::detail::finalize_chunks_kernel;
 using cuda::detail::finalize_kernel;
 using cuda::detail::kFinalizeThreads;
-using cuda::detail::kThreads;
 using cuda::detail::Pass;
 using cuda::detail::TilePairKernel;
 using sf_emu::Block;
+
+// The variant the emulated launches use (variants.h; this module is built with all of them).
+Variant g_variant = Variant::kDefault;
 
 // A few blocks, each looping over its share of the tile pairs: the grid-stride
 // loop is exercised, and launches stay fast.
@@ -47,19 +56,24 @@ void allow_inputs(const Problem& pb, const GradSource& src) {
 
 // launch_plan.h's launcher on the emulator.
 struct EmulatedLauncher {
-  template <Pass P, typename acc_t>
-  void tile_pairs(const Problem& pb, int64_t items, const GradSource& src, void* out, double* partials) {
-    const TilePairKernel kernel = cuda::detail::tile_pair_kernel_for<P, acc_t>(pb.params.mode);
-    const cuda::detail::WideAccess wide = cuda::detail::wide_access(pb, src, out);
+  template <Pass P, typename acc_t, class Shape>
+  void tile_pairs(const Problem& pb, int64_t items, const GradSource& src, void* out, double* partials,
+                  bool cell_access) {
+    const TilePairKernel kernel = cuda::detail::tile_pair_kernel_for<P, Shape, acc_t>(pb.params.mode);
+    const cuda::detail::WideAccess wide = cuda::detail::wide_access(pb, src, out, cell_access);
     const auto grid = static_cast<unsigned>(items < kEmulatedGrid ? items : kEmulatedGrid);
-    Block::instance().launch(grid, kThreads, [&] { kernel(pb, items, src, wide, out, partials); });
+    Block::instance().launch(grid, Shape::kThreads, [&] { kernel(pb, items, src, wide, out, partials); });
+  }
+
+  void finalize_chunks(const double* partials, int64_t items, double* chunk_sums) {
+    const auto blocks = static_cast<unsigned>(cuda::detail::finalize_chunks(items));
+    Block::instance().launch(blocks, kFinalizeThreads, [&] { finalize_chunks_kernel(partials, items, chunk_sums); });
   }
 
   template <typename loss_t>
-  void finalize(const double* partials, int64_t items, double* stats, loss_t* loss, Reduction reduction,
-                double lambda) {
+  void finalize(const double* rows, int64_t n, double* stats, loss_t* loss, Reduction reduction, double lambda) {
     Block::instance().launch(1, kFinalizeThreads,
-                             [&] { finalize_kernel<loss_t>(partials, items, stats, loss, reduction, lambda); });
+                             [&] { finalize_kernel<loss_t>(rows, n, stats, loss, reduction, lambda); });
   }
 };
 
@@ -69,33 +83,104 @@ struct EmulatedBackend {
     explicit Guard(const c10::Device&) {}
   };
 
+  static int64_t scratch_rows(int64_t items) { return cuda::finalize_scratch_rows(items); }
+
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                       void* loss_scalar) {
     Block& block = Block::instance();
     allow_inputs(pb, GradSource{});
     block.allow(loss_map, pb.batch * pb.L * pb.L * element_size(pb.logits_dtype), "loss map");
-    block.allow(partials, items * kNumStats * static_cast<int64_t>(sizeof(double)), "partials");
+    block.allow(partials, (items + scratch_rows(items)) * kNumStats * static_cast<int64_t>(sizeof(double)),
+                "partials");
     block.allow(stats, kNumStats * sizeof(double), "stats");
     block.allow(loss_scalar, pb.logits_dtype == DType::kFloat64 ? sizeof(double) : sizeof(float), "loss");
     EmulatedLauncher launch;
-    cuda::detail::plan_forward(launch, pb, loss_map, partials, items, stats, loss_scalar);
+    cuda::detail::plan_forward(launch, pb, g_variant, loss_map, partials, items, stats, loss_scalar);
   }
 
   static void backward(const Problem& pb, const GradSource& src, void* grad) {
     allow_inputs(pb, src);
     Block::instance().allow(grad, pb.batch * pb.L * pb.L * element_size(pb.logits_dtype), "grad_logits");
     EmulatedLauncher launch;
-    cuda::detail::plan_backward(launch, pb, src, grad, num_work_items(pb));
+    cuda::detail::plan_backward(launch, pb, g_variant, src, grad, num_work_items(pb));
   }
 };
 
 }  // namespace
+
+// Small kernels with planted faults that the emulator must show (tests/test_cuda.py):
+// each returns what the faulty read saw, or throws the emulator's report.
+namespace selftest {
+
+// Reads shared cells that no thread wrote: 0xFF bytes, NaN.
+float unwritten_shared_read() {
+  float seen = 0.0f;
+  Block::instance().clear_ranges();
+  Block::instance().launch(1, 64, [&] {
+    __shared__ float sh[64];
+    SYMFOCAL_SHARED_DECLARED(sh);
+    if (threadIdx.x < 32) sh[threadIdx.x] = 1.0f;
+    __syncthreads();
+    if (threadIdx.x == 0) seen = sh[40];
+  });
+  return seen;
+}
+
+// A race across warps that a shuffle does not order: on a GPU a shuffle syncs
+// one warp only, so thread 0 may read sh[0] before thread 32 has written it.
+float read_ordered_only_by_a_shuffle() {
+  float seen = 0.0f;
+  Block::instance().clear_ranges();
+  Block::instance().launch(1, 64, [&] {
+    __shared__ float sh[1];
+    SYMFOCAL_SHARED_DECLARED(sh);
+    if (threadIdx.x == 32) sh[0] = 1.0f;
+    const float v = __shfl_down_sync(0xffffffffu, 0.0f, 1);
+    if (threadIdx.x == 0) seen = sh[0] + v;
+  });
+  return seen;
+}
+
+// A full-mask shuffle in code that half a warp skips.
+void divergent_shuffle() {
+  Block::instance().clear_ranges();
+  Block::instance().launch(1, 32, [&] {
+    if (threadIdx.x < 16) (void)__shfl_down_sync(0xffffffffu, 1.0f, 1);
+  });
+}
+
+}  // namespace selftest
+
+// variants.h's declarations, for this module.
+namespace cuda {
+bool set_variant(Variant v) {
+  if (!variant_compiled(v)) return false;
+  g_variant = v;
+  return true;
+}
+Variant current_variant() { return g_variant; }
+}  // namespace cuda
 }  // namespace symfocal
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "symfocal's CUDA kernels run on the CPU by an emulator (tests only)";
   m.def("forward", &symfocal::forward_op<symfocal::EmulatedBackend>);
   m.def("backward", &symfocal::backward_op<symfocal::EmulatedBackend>);
+  m.def("variants", [] {
+    std::vector<std::string> names;
+    for (int i = 0; i < static_cast<int>(symfocal::cuda::Variant::kCount); ++i)
+      names.emplace_back(symfocal::cuda::variant_info(static_cast<symfocal::cuda::Variant>(i)).name);
+    return names;
+  }, "the kernel variants (csrc/cuda/variants.h)");
+  m.def("set_variant", [](const std::string& name) {
+    if (!symfocal::cuda::set_variant(symfocal::cuda::variant_named(name.c_str())))
+      throw std::invalid_argument("no kernel variant named '" + name + "'");
+  }, "the variant later launches use");
+  m.def("set_intrinsic_error", [](bool on) { sf_emu::intrinsic_error = on; },
+        "whether the emulated __expf / __logf / logf carry their documented error (default on)");
+  m.def("selftest_unwritten_shared_read", &symfocal::selftest::unwritten_shared_read);
+  m.def("selftest_read_ordered_only_by_a_shuffle", &symfocal::selftest::read_ordered_only_by_a_shuffle);
+  m.def("selftest_divergent_shuffle", &symfocal::selftest::divergent_shuffle);
   m.def("access_counts", [] { return sf_emu::Block::instance().access_counts(); },
         "(wide, single-cell) global accesses since the last call");
 }
