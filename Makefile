@@ -3,7 +3,8 @@
 #   make bench      the benchmark (fused vs eager vs torch.compile), results in benchmarks/results/
 #   make test       the test suite
 #   make example    the contact-map training example, results in examples/results/
-#   make gpu-check  on a machine with a GPU: build for sm_90, CUDA tests, sanitizer, benchmark
+#   make gpu-check  on a machine with a GPU (8 min): sm_90 build with the kernel variants, CUDA tests,
+#                   compute-sanitizer, variant sweep, a >2^31-cell case, benchmark; without one, a rehearsal
 #   make wheel      dist/symfocal-<version>+cu<XY>-*.whl with the CUDA kernels (no GPU needed)
 #   make wheel-cpu  dist/symfocal-<version>+cpu-*.whl
 #   make wheel-check  the wheels in dist/ installed into a fresh venv, smoke suite from outside the tree

@@ -27,11 +27,13 @@ SUMMARY=()
 if command -v nvidia-smi > /dev/null && nvidia-smi -L > /dev/null 2>&1; then
   GPU=1
   BUDGET=${GPU_CHECK_SECONDS:-480}
+  BUILD_LIMIT=300
   PY=${PYTHON:-python3}
   TREE=$SOURCE
 else
   GPU=0
   BUDGET=${GPU_CHECK_SECONDS:-2400}  # two CPU cores build what the GPU machine's sixteen do
+  BUILD_LIMIT=1800
   [ -x .venv-gpu-stack/bin/python ] || bash scripts/gpu_stack.sh --venv-only || exit 1
   PY=$SOURCE/.venv-gpu-stack/bin/python
   TREE=$SOURCE/build/gpu-check/tree
@@ -66,7 +68,7 @@ step "machine"
 step "build (sm_90, with the kernel variants)"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-$(nproc)} FORCE_CUDA=1 SYMFOCAL_DEBUG_INFO=1 \
   SYMFOCAL_CUDA_VARIANTS=1
-if ! TAIL=3 run build 300 build.log $PY setup.py build_ext --inplace; then
+if ! TAIL=3 run build $BUILD_LIMIT build.log $PY setup.py build_ext --inplace; then
   tail -40 "$OUT/build.log"; printf '%s\n' "${SUMMARY[@]}"; exit 1
 fi
 grep -E "spill|stack frame" "$OUT/build.log" | sort | uniq -c
