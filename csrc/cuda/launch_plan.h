@@ -47,8 +47,9 @@ void launch_tile_pairs_of(Launcher& launch, Variant v, const Problem& pb, int64_
                           void* out, double* partials) {
 #if defined(SYMFOCAL_CUDA_VARIANTS)
   if constexpr (std::is_same<acc_t, float>::value) {
-    if (v == Variant::kSerialLoads && P == Pass::kBackward)
-      return launch.template tile_pairs<P, acc_t, SerialLoadsShape>(pb, items, src, out, partials, false);
+    if constexpr (P == Pass::kBackward)  // (a forward kernel of this shape would be the default's)
+      if (v == Variant::kSerialLoads)
+        return launch.template tile_pairs<P, acc_t, SerialLoadsShape>(pb, items, src, out, partials, false);
     if (v == Variant::kThreeBlocks)
       return launch.template tile_pairs<P, acc_t, ThreeBlocksShape>(pb, items, src, out, partials, false);
     if (v == Variant::kHalfThreads)

@@ -35,7 +35,7 @@ inline const VariantInfo& variant_info(Variant v) {
        false},
       {"cell-access", "every access one cell", false},
       {"serial-loads", "backward loads the own tile after the mirror's barrier", true},
-      {"three-blocks", "fp32 kernels bounded for 3 blocks/SM (85 registers)", true},
+      {"three-blocks", "fp32 kernels bounded for 3 blocks/SM (80 registers a thread)", true},
       {"half-threads", "128 threads a tile pair, two 4-cell groups each, 3 blocks/SM", true},
       {"one-block-finalize", "the partial sums added by one block", false},
   };
