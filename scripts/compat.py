@@ -4,7 +4,7 @@ For each (torch, Python) pair, in a fresh venv of that Python under build/compat
 that torch (its PyPI build) and the test dependencies, build a copy of the tree in place
 (the CUDA kernels for sm_90 where nvcc's CUDA major is torch's, else the CPU kernels only,
 as setup.py decides), and run the test suite but for the emulated CUDA tests. Results:
-build/compat/results.json (kept across runs, one entry per pair) and a markdown table
+benchmarks/results/compat.json (kept across runs and committed, one entry per pair) and a markdown table
 (benchmarks/results/compat.md) that the README quotes.
 
     python scripts/compat.py                      # the whole matrix (hours on 2 cores)
@@ -29,7 +29,8 @@ from worktree import ROOT, copy_working_tree
 TORCHES = ["2.6.0", "2.11.0", "2.13.0", "2.14.1"]
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
 WORK = ROOT / "build" / "compat"
-RESULTS = WORK / "results.json"
+# Committed beside the table, so that a run of a few pairs keeps the rows of earlier runs.
+RESULTS = ROOT / "benchmarks" / "results" / "compat.json"
 TABLE = ROOT / "benchmarks" / "results" / "compat.md"
 
 
