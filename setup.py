@@ -135,10 +135,12 @@ def visible_gpus():
 # (csrc/cpu/dispatch.cpp); only these files get the ISA flags.
 ISA_KERNELS = {
     "cpu/kernels_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
+    "cpu/softmax_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
     # GCC 12 warns falsely inside its own AVX-512 intrinsics (uninitialized __Y).
     "cpu/kernels_avx512.cpp": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma",
                                "-mf16c", "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
 }
+ISA_KERNELS["cpu/softmax_avx512.cpp"] = ISA_KERNELS["cpu/kernels_avx512.cpp"]
 
 
 def target_machine():
@@ -203,10 +205,11 @@ class BuildExtension(cpp_extension.BuildExtension):
 
 def make_extension():
     cuda = want_cuda()
-    cpu_sources = ["ops.cpp", "problem.cpp", "module.cpp", "cpu/dispatch.cpp", "cpu/kernels_default.cpp"]
+    cpu_sources = ["ops.cpp", "problem.cpp", "softmax_ops.cpp", "softmax_problem.cpp", "module.cpp", "cpu/dispatch.cpp",
+                   "cpu/kernels_default.cpp", "cpu/softmax_default.cpp"]
     machine = target_machine()
     isa_sources = ISA_KERNELS if machine == "x86_64" else {}
-    isas = ["portable"] + [Path(source).stem.split("_")[-1] for source in isa_sources]
+    isas = ["portable"] + list(dict.fromkeys(Path(source).stem.split("_")[-1] for source in isa_sources))
     print(f"symfocal: CPU kernels for {machine}: {', '.join(isas)}")
     sources = [str(CSRC / s) for s in cpu_sources]
     # -fopenmp: at::parallel_for is inline and runs OpenMP in our own code.

@@ -122,18 +122,13 @@ MapView map_view(const at::Tensor& t, std::vector<at::Tensor>& keep_alive) {
   return strided_view(keep_alive.back());
 }
 
-PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
-                     const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                     const Params& params) {
+PreparedCall prepare_cells(const at::Tensor& logits, const std::optional<at::Tensor>& lengths,
+                           const std::optional<at::Tensor>& mask, const Params& params) {
   TORCH_CHECK_VALUE(logits.dim() >= 2 && logits.size(-1) == logits.size(-2),
                     "symfocal: logits must have shape [..., L, L], got ", logits.sizes());
-  TORCH_CHECK_VALUE(target.sizes() == logits.sizes(), "symfocal: target must have the shape of logits ",
-                    logits.sizes(), ", got ", target.sizes());
   TORCH_CHECK_TYPE(at::isFloatingType(logits.scalar_type()),
                    "symfocal: logits must be float16, bfloat16, float32 or float64, got ",
                    logits.scalar_type());
-  TORCH_CHECK_VALUE(target.device() == logits.device(), "symfocal: target is on ", target.device(),
-                    " but logits are on ", logits.device());
 
   PreparedCall call;
   Problem& pb = call.pb;
@@ -142,10 +137,8 @@ PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
   pb.batch = 1;
   for (int64_t d = 0; d < logits.dim() - 2; ++d) pb.batch *= logits.size(d);
   pb.logits_dtype = dtype_of(logits.scalar_type());
-  pb.target_dtype = dtype_of(target.scalar_type());
   if (logits.numel() == 0) return call;  // nothing is read
   pb.logits = map_view(logits, call.keep_alive);
-  pb.target = map_view(target, call.keep_alive);
 
   if (mask.has_value()) {
     TORCH_CHECK_TYPE(mask->scalar_type() == at::kBool || mask->scalar_type() == at::kByte,
@@ -173,6 +166,19 @@ PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
     pb.lengths = call.keep_alive.back().data_ptr<int64_t>();
     pb.lengths_div = lengths->numel() == pb.batch ? 1 : pb.batch / first;
   }
+  return call;
+}
+
+PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
+                     const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
+                     const Params& params) {
+  TORCH_CHECK_VALUE(target.sizes() == logits.sizes(), "symfocal: target must have the shape of logits ",
+                    logits.sizes(), ", got ", target.sizes());
+  TORCH_CHECK_VALUE(target.device() == logits.device(), "symfocal: target is on ", target.device(),
+                    " but logits are on ", logits.device());
+  PreparedCall call = prepare_cells(logits, lengths, mask, params);
+  call.pb.target_dtype = dtype_of(target.scalar_type());
+  if (logits.numel() != 0) call.pb.target = map_view(target, call.keep_alive);
   return call;
 }
 

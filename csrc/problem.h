@@ -37,6 +37,11 @@ PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
                      const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
                      const Params& params);
 
+// prepare() without the target: the geometry and the cell rules (lengths,
+// mask) of a [..., L, L] logits view. The softmax loss's targets are its own.
+PreparedCall prepare_cells(const at::Tensor& logits, const std::optional<at::Tensor>& lengths,
+                           const std::optional<at::Tensor>& mask, const Params& params);
+
 // Number of tile pairs: the unit of work and of partial sums.
 int64_t num_work_items(const Problem& pb);
 

@@ -22,7 +22,8 @@ constexpr int kTile = 32;
 // Batch dimensions after merging the ones that are contiguous with each other.
 constexpr int kMaxBatchDims = 6;
 
-enum class Mode : int32_t { kNone = 0, kAverage = 1, kPair = 2, kUpper = 3 };
+// kSum (x + xᵀ, the AlphaFold / OpenFold distogram head) is a mode of the softmax loss only.
+enum class Mode : int32_t { kNone = 0, kAverage = 1, kPair = 2, kUpper = 3, kSum = 4 };
 enum class Penalty : int32_t { kL1 = 0, kL2 = 1, kHuber = 2 };
 enum class Reduction : int32_t { kNone = 0, kMean = 1, kSum = 2 };
 // (1 - p_t)^gamma has cheap exact forms for these exponents.

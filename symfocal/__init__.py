@@ -1,11 +1,13 @@
-"""symfocal: a fused symmetric focal loss for sparse symmetric maps."""
+"""symfocal: fused symmetric focal losses for square maps: sigmoid (contact maps) and softmax over bins
+(distogram heads)."""
 
 from . import reference
 from ._ops import available as extension_available
+from .distogram import distogram_bins, sym_softmax_focal_loss
 from .functional import num_valid_cells, sym_focal_loss
-from .loss import SymFocalLoss
+from .loss import SymFocalLoss, SymSoftmaxFocalLoss
 from .symmetrize import better_half, symmetrize
 from .version import __version__
 
-__all__ = ["sym_focal_loss", "SymFocalLoss", "num_valid_cells", "symmetrize", "better_half", "reference",
+__all__ = ["sym_focal_loss", "SymFocalLoss", "sym_softmax_focal_loss", "SymSoftmaxFocalLoss", "distogram_bins", "num_valid_cells", "symmetrize", "better_half", "reference",
            "extension_available", "__version__"]

@@ -97,41 +97,11 @@ def check_tensors(logits, target, lengths=None, mask=None, *, validate=True):
     if target.device != logits.device:
         raise ValueError(f"target is on {target.device} but logits are on {logits.device}")
 
-    if mask is not None:
-        if not isinstance(mask, torch.Tensor):
-            raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
-        if mask.dtype not in MASK_DTYPES:
-            raise TypeError(f"mask must be a bool or uint8 tensor, got {mask.dtype}")
-        if mask.device != logits.device:
-            raise ValueError(f"mask is on {mask.device} but logits are on {logits.device}")
-        try:
-            shape = torch.broadcast_shapes(mask.shape, logits.shape)
-        except RuntimeError:
-            shape = None
-        if shape != logits.shape:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the logits' shape "
-                             f"{tuple(logits.shape)}")
-
-    if lengths is not None:
-        if not isinstance(lengths, torch.Tensor):
-            raise TypeError(f"lengths must be an integer torch.Tensor or None, got {type(lengths).__name__}")
-        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-            raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
-        if lengths.device != logits.device:
-            raise ValueError(f"lengths is on {lengths.device} but logits are on {logits.device}")
-        allowed = [tuple(logits.shape[:-2])]
-        if logits.dim() > 2:
-            allowed.append(tuple(logits.shape[:1]))
-        if tuple(lengths.shape) not in allowed:
-            raise ValueError(f"lengths must have shape logits.shape[:-2] = {allowed[0]}"
-                             + (f" or logits.shape[:1] = {allowed[1]}" if len(allowed) > 1 else "")
-                             + f", got {tuple(lengths.shape)}")
+    check_mask(mask, logits.shape, logits.device)
+    check_lengths(lengths, logits.shape, logits.device)
 
     if validate and _element_checks_allowed(logits, target, lengths, mask):
-        L = logits.shape[-1]
-        if lengths is not None and lengths.numel() and bool(((lengths < 0) | (lengths > L)).any()):
-            raise ValueError(f"lengths must be in [0, L] = [0, {L}], got values from "
-                             f"{int(lengths.min())} to {int(lengths.max())}")
+        check_lengths_range(lengths, logits.shape[-1])
         if target.dtype == torch.uint8 and target.numel() and bool((target > 1).any()):
             raise ValueError("target of dtype uint8 must hold only 0 and 1")
         if target.dtype.is_floating_point and target.numel():
@@ -139,6 +109,51 @@ def check_tensors(logits, target, lengths=None, mask=None, *, validate=True):
             if bool(bad.any()):
                 raise ValueError("target values must be in [0, 1] (soft labels); found values outside it "
                                  "or NaN")
+
+
+def check_mask(mask, cells_shape, device):
+    """mask: bool/uint8, broadcastable to the cells' shape [..., L, L], on `device`."""
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
+    if mask.dtype not in MASK_DTYPES:
+        raise TypeError(f"mask must be a bool or uint8 tensor, got {mask.dtype}")
+    if mask.device != device:
+        raise ValueError(f"mask is on {mask.device} but logits are on {device}")
+    try:
+        shape = torch.broadcast_shapes(mask.shape, cells_shape)
+    except RuntimeError:
+        shape = None
+    if shape != cells_shape:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the cells' shape "
+                         f"{tuple(cells_shape)}")
+
+
+def check_lengths(lengths, cells_shape, device):
+    """lengths: integer, of shape cells_shape[:-2] or cells_shape[:1], on `device`."""
+    if lengths is None:
+        return
+    if not isinstance(lengths, torch.Tensor):
+        raise TypeError(f"lengths must be an integer torch.Tensor or None, got {type(lengths).__name__}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
+    if lengths.device != device:
+        raise ValueError(f"lengths is on {lengths.device} but logits are on {device}")
+    allowed = [tuple(cells_shape[:-2])]
+    if len(cells_shape) > 2:
+        allowed.append(tuple(cells_shape[:1]))
+    if tuple(lengths.shape) not in allowed:
+        raise ValueError(f"lengths must have shape {allowed[0]} (the batch dims)"
+                         + (f" or {allowed[1]}" if len(allowed) > 1 else "")
+                         + f", got {tuple(lengths.shape)}")
+
+
+def check_lengths_range(lengths, L):
+    """With validate: every length in [0, L] (a device-to-host sync)."""
+    if lengths is not None and lengths.numel() and bool(((lengths < 0) | (lengths > L)).any()):
+        raise ValueError(f"lengths must be in [0, L] = [0, {L}], got values from "
+                         f"{int(lengths.min())} to {int(lengths.max())}")
 
 
 def check_inputs(logits, target, lengths, mask, *, validate, **options):

@@ -164,3 +164,73 @@ if _C is not None:
         pass
 
     torch.library.register_autograd("symfocal::backward", _no_double_backward, setup_context=_setup_nothing)
+
+    # ---- the softmax focal loss over bins (csrc/softmax_ops.cpp) -------------
+
+    SOFTMAX_OPTION_NAMES = ("mode", "gamma", "label_smoothing", "min_separation", "reduction", "normalize")
+
+    @torch.library.register_fake("symfocal::softmax_forward")
+    def _softmax_forward_fake(logits, target, alpha, lengths, mask, mode, gamma, label_smoothing, min_separation,
+                              reduction, normalize):
+        stats = logits.new_empty((logits.shape[:-3].numel(), 3), dtype=torch.float64)
+        if reduction == "none":
+            loss = logits.new_empty(logits.shape[:-1])
+        else:
+            loss = logits.new_empty((), dtype=_loss_dtype(logits))
+        return loss, stats
+
+    @torch.library.register_fake("symfocal::softmax_backward")
+    def _softmax_backward_fake(grad, logits, target, alpha, lengths, mask, stats, *options):
+        return torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+    def _softmax_setup_context(ctx, inputs, output):
+        logits, target, alpha, lengths, mask, *options = inputs
+        _, stats = output
+        ctx.mark_non_differentiable(stats)
+        # The inputs and [batch, 3] statistics: nothing of size B·L²·C is made for backward.
+        ctx.save_for_backward(logits, target, alpha, lengths, mask, stats)
+        ctx.options = options
+
+    def _softmax_backward(ctx, grad_loss, _grad_stats):
+        logits, target, alpha, lengths, mask, stats = ctx.saved_tensors
+        grad = None
+        if ctx.needs_input_grad[0]:
+            grad = torch.ops.symfocal.softmax_backward(grad_loss, logits, target, alpha, lengths, mask, stats,
+                                                       *ctx.options)
+        return (grad,) + (None,) * (4 + len(SOFTMAX_OPTION_NAMES))
+
+    torch.library.register_autograd("symfocal::softmax_forward", _softmax_backward,
+                                    setup_context=_softmax_setup_context)
+
+    # The CPU's training forward: grad_unit is the gradient of each sample's unnormalized
+    # loss sum; backward scales sample b by the incoming gradient times stats[b, 2]. The
+    # buffer is donated to backward as forward_train's is (see above).
+    @torch.library.register_fake("symfocal::softmax_forward_train")
+    def _softmax_forward_train_fake(logits, target, alpha, lengths, mask, *options):
+        loss, stats = _softmax_forward_fake(logits, target, alpha, lengths, mask, *options)
+        return loss, stats, torch.empty_like(logits, memory_format=torch.contiguous_format)
+
+    def _softmax_setup_train_context(ctx, inputs, output):
+        _, stats, grad_unit = output
+        ctx.mark_non_differentiable(stats, grad_unit)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(grad_unit, stats)
+        ctx.num_inputs = len(inputs)
+
+    def _softmax_backward_train(ctx, grad_loss, _grad_stats, _grad_unit):
+        if torch.is_grad_enabled():
+            raise RuntimeError("symfocal: the loss is differentiable once; create_graph=True (for a second "
+                               "derivative) is not supported")
+        grad_unit, stats = ctx.saved_tensors
+        if grad_loss is None:
+            return (None,) * ctx.num_inputs
+        acc = torch.float64 if grad_unit.dtype == torch.float64 else torch.float32
+        scale = (grad_loss.to(torch.float64) * stats[:, 2]).to(acc)
+        per_sample = scale.reshape(grad_unit.shape[:-3] + (1, 1, 1))
+        if _graph_is_released() and type(grad_unit) is torch.Tensor:  # eager, not traced
+            return (grad_unit.mul_(per_sample),) + (None,) * (ctx.num_inputs - 1)
+        return (grad_unit * per_sample,) + (None,) * (ctx.num_inputs - 1)
+
+    torch.library.register_autograd("symfocal::softmax_forward_train", _softmax_backward_train,
+                                    setup_context=_softmax_setup_train_context)
+    torch.library.register_autograd("symfocal::softmax_backward", _no_double_backward, setup_context=_setup_nothing)

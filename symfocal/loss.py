@@ -1,4 +1,4 @@
-"""SymFocalLoss: the nn.Module form of sym_focal_loss."""
+"""SymFocalLoss and SymSoftmaxFocalLoss: the nn.Module forms of the two losses."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import torch
 from torch import nn
 
 from ._checks import check_options
+from ._softmax_checks import check_softmax_options
+from .distogram import sym_softmax_focal_loss
 from .functional import sym_focal_loss
 
-__all__ = ["SymFocalLoss"]
+__all__ = ["SymFocalLoss", "SymSoftmaxFocalLoss"]
 
 # The options of sym_focal_loss other than the tensors, with their defaults.
 _DEFAULTS = dict(mode="average", alpha=0.25, gamma=2.0, pos_weight=None, label_smoothing=0.0,
@@ -63,5 +65,68 @@ class SymFocalLoss(nn.Module):
         shown = [f"mode={self.mode!r}"]
         for name, value in self.options().items():
             if name != "mode" and value != _DEFAULTS[name]:
+                shown.append(f"{name}={value!r}")
+        return ", ".join(shown)
+
+
+_SOFTMAX_DEFAULTS = dict(mode="average", gamma=0.0, alpha=None, label_smoothing=0.0, min_separation=0,
+                         reduction="mean", normalize="cells", class_dim=-1, validate=True)
+
+
+class SymSoftmaxFocalLoss(nn.Module):
+    """Fused symmetric softmax focal loss over bins (distogram heads); options as
+    :func:`symfocal.sym_softmax_focal_loss`.
+
+    >>> criterion = SymSoftmaxFocalLoss(mode="sum", normalize="sample")  # OpenFold's distogram loss
+    >>> loss = criterion(logits, distogram_bins(coords), mask=pair_mask)
+
+    ``alpha`` (class weights, a tensor or list) is kept as a buffer, so that it follows
+    ``.to(device)``; the other options travel with ``state_dict()`` as extra state.
+    """
+
+    def __init__(self, *, mode="average", gamma=0.0, alpha=None, label_smoothing=0.0, min_separation=0,
+                 reduction="mean", normalize="cells", class_dim=-1, validate=True):
+        super().__init__()
+        self.register_buffer("alpha", None if alpha is None else torch.as_tensor(alpha, dtype=torch.float64))
+        self._set_options(dict(mode=mode, gamma=gamma, label_smoothing=label_smoothing,
+                               min_separation=min_separation, reduction=reduction, normalize=normalize,
+                               class_dim=class_dim, validate=validate))
+
+    def _set_options(self, options: dict) -> None:
+        names = set(_SOFTMAX_DEFAULTS) - {"alpha"}
+        unknown = set(options) - names
+        if unknown:
+            raise ValueError(f"SymSoftmaxFocalLoss has no option {', '.join(sorted(unknown))}")
+        options = {k: v for k, v in _SOFTMAX_DEFAULTS.items() if k != "alpha"} | options
+        check_softmax_options(alpha=self.alpha, **{k: v for k, v in options.items() if k != "validate"})
+        for name, value in options.items():
+            setattr(self, name, value)
+
+    def options(self) -> dict:
+        """Every option but alpha, by name."""
+        return {name: getattr(self, name) for name in _SOFTMAX_DEFAULTS if name != "alpha"}
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        return sym_softmax_focal_loss(logits, target, lengths=lengths, mask=mask, alpha=self.alpha,
+                                      **self.options())
+
+    def get_extra_state(self) -> dict:
+        return self.options()
+
+    def set_extra_state(self, state: dict) -> None:
+        self._set_options(dict(state))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The checkpoint's class weights (or none), whatever this module was made with.
+        saved = state_dict.get(prefix + "alpha")
+        self.alpha = None if saved is None else torch.empty_like(saved, device=self.alpha.device
+                                                                  if self.alpha is not None else saved.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        shown = [f"mode={self.mode!r}"]
+        for name, value in self.options().items():
+            if name != "mode" and value != _SOFTMAX_DEFAULTS[name]:
                 shown.append(f"{name}={value!r}")
         return ", ".join(shown)

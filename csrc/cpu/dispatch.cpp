@@ -49,6 +49,26 @@ void backward(const Problem& pb, const GradSource& src, void* grad) {
   }
 }
 
+void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit) {
+  switch (pick()) {
+#if defined(__x86_64__)
+    case Isa::kAvx512: return AVX512::softmax_forward(pb, loss_map, partials, grad_unit);
+    case Isa::kAvx2: return AVX2::softmax_forward(pb, loss_map, partials, grad_unit);
+#endif
+    default: return DEFAULT::softmax_forward(pb, loss_map, partials, grad_unit);
+  }
+}
+
+void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad) {
+  switch (pick()) {
+#if defined(__x86_64__)
+    case Isa::kAvx512: return AVX512::softmax_backward(pb, src, grad);
+    case Isa::kAvx2: return AVX2::softmax_backward(pb, src, grad);
+#endif
+    default: return DEFAULT::softmax_backward(pb, src, grad);
+  }
+}
+
 const char* isa_in_use() {
   switch (pick()) {
     case Isa::kAvx512: return "avx512";

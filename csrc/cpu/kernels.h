@@ -3,6 +3,7 @@
 // are the run-time dispatch of dispatch.cpp.
 #pragma once
 
+#include "../softmax.h"
 #include "../symfocal.h"
 
 namespace symfocal {
@@ -17,6 +18,16 @@ void forward(const Problem& pb, void* loss_map, double* partials, void* grad_uni
 // grad_logits ([batch, L, L], contiguous, the logits dtype) in one pass.
 void backward(const Problem& pb, const GradSource& src, void* grad);
 
+// The softmax focal loss over bins (softmax_kernels_impl.h): per-tile-pair
+// partials [item, kNumSoftmaxPartials]; when loss_map ([batch, L, L]) is not
+// null, the per-cell losses; when grad_unit ([batch, L, L, bins]) is not null,
+// the gradient of each sample's unnormalized loss sum. Both contiguous, the
+// logits dtype; at most one of them not null.
+void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit);
+
+// grad_logits ([batch, L, L, bins], contiguous, the logits dtype) in one pass.
+void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad);
+
 // Name of the instruction set the dispatch picked ("avx512", "avx2", "default").
 const char* isa_in_use();
 
@@ -24,6 +35,8 @@ const char* isa_in_use();
   namespace ISA {                                                          \
   void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit); \
   void backward(const Problem& pb, const GradSource& src, void* grad);     \
+  void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit); \
+  void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad); \
   }
 SYMFOCAL_DECLARE_CPU_KERNELS(DEFAULT)
 #if defined(__x86_64__)

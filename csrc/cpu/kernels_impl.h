@@ -19,6 +19,7 @@
 
 #include "../tiles.h"
 #include "kernels.h"
+#include "visit_dtype.h"
 #include "vec_math.h"
 
 namespace symfocal {
@@ -39,18 +40,6 @@ struct alignas(64) TileBuf {
 };
 
 using Geometry = TileGeometry;
-
-template <typename F>
-void visit_dtype(DType dt, F&& f) {
-  switch (dt) {
-    case DType::kFloat16: f(c10::Half()); break;
-    case DType::kBFloat16: f(c10::BFloat16()); break;
-    case DType::kFloat32: f(float()); break;
-    case DType::kFloat64: f(double()); break;
-    case DType::kBool: f(uint8_t()); break;  // bool is one byte holding 0 or 1
-    case DType::kUInt8: f(uint8_t()); break;
-  }
-}
 
 // dst[c * ld_dst + r] = src[r * ld_src + c] over a T x T tile; SIMD 16 x 16
 // blocks for float (ATen's transpose_mxn), plain loops otherwise.
@@ -401,6 +390,7 @@ void dispatch(const Problem& pb, F&& call) {
       case Mode::kAverage: with_gamma(acc_tag, std::integral_constant<Mode, Mode::kAverage>()); break;
       case Mode::kPair: with_gamma(acc_tag, std::integral_constant<Mode, Mode::kPair>()); break;
       case Mode::kUpper: with_gamma(acc_tag, std::integral_constant<Mode, Mode::kUpper>()); break;
+      case Mode::kSum: break;  // the softmax loss's only: parse_params never gives it
     }
   };
   if (pb.logits_dtype == DType::kFloat64) {

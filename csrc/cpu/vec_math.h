@@ -17,6 +17,10 @@ inline Vectorized<T> sf_log(const Vectorized<T>& x) {
   return x.log();
 }
 template <typename T>
+inline Vectorized<T> sf_expm1(const Vectorized<T>& x) {
+  return x.expm1();
+}
+template <typename T>
 inline Vectorized<T> sf_abs(const Vectorized<T>& x) {
   return x.abs();
 }
