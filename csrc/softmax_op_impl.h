@@ -1,8 +1,9 @@
 // The bodies of the softmax ops, shared by the devices (as op_impl.h is for
 // the binary ops). A Backend provides
 //   Guard
+//   static int64_t softmax_partial_rows(const SoftmaxProblem&);   rows of partial sums a forward needs
 //   static void softmax_forward(const SoftmaxProblem&, void* loss_map, double* partials,
-//                               int64_t items, double* sample_stats, void* loss_scalar);
+//                               int64_t partial_rows, double* sample_stats, void* loss_scalar);
 //   static void softmax_backward(const SoftmaxProblem&, const SoftmaxGradSource&, void* grad);
 // and allocates nothing itself.
 #pragma once
@@ -20,9 +21,9 @@ namespace symfocal {
 // reduction none), per-tile-pair partials and the [batch, 3] sample statistics.
 struct SoftmaxForwardOutputs {
   at::Tensor partials, stats, loss_scalar, loss_map;
-  SoftmaxForwardOutputs(const at::Tensor& logits, const SoftmaxProblem& pb, int64_t items) {
+  SoftmaxForwardOutputs(const at::Tensor& logits, const SoftmaxProblem& pb, int64_t partial_rows) {
     const auto dev = logits.options();
-    partials = at::empty({items, kNumSoftmaxPartials}, dev.dtype(at::kDouble));
+    partials = at::empty({partial_rows, kNumSoftmaxPartials}, dev.dtype(at::kDouble));
     stats = at::empty({pb.cells.batch, kNumSampleStats}, dev.dtype(at::kDouble));
     loss_scalar = at::empty({}, dev.dtype(loss_dtype_of(logits)));
     if (pb.cells.params.reduction == Reduction::kNone)
@@ -39,10 +40,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_op(const at::Tensor& logits, 
                                                       SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
   typename Backend::Guard guard(logits.device());
   PreparedSoftmaxCall call = prepare_softmax(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS);
-  const int64_t items = num_work_items(call.pb.cells);
-  SoftmaxForwardOutputs out(logits, call.pb, items);
+  const int64_t rows = Backend::softmax_partial_rows(call.pb);
+  SoftmaxForwardOutputs out(logits, call.pb, rows);
   Backend::softmax_forward(call.pb, out.loss_map.defined() ? out.loss_map.data_ptr() : nullptr,
-                           out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),
+                           out.partials.data_ptr<double>(), rows, out.stats.data_ptr<double>(),
                            out.loss_scalar.data_ptr());
   return {out.loss(), out.stats};
 }

@@ -18,6 +18,9 @@ struct CpuSoftmaxBackend {
     explicit Guard(const c10::Device&) {}
   };
 
+  // One row of partials a tile pair.
+  static int64_t softmax_partial_rows(const SoftmaxProblem& pb) { return num_work_items(pb.cells); }
+
   static void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, int64_t items,
                               double* sample_stats, void* loss_scalar) {
     if (items > 0) cpu::softmax_forward(pb, loss_map, partials, nullptr);

@@ -13,10 +13,12 @@ import torch
 from torch.utils import cpp_extension
 
 from symfocal._checks import check_inputs
+from symfocal._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
 from symfocal.functional import op_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [ROOT / "tests" / "cuda_emulator" / "emulator.cpp", ROOT / "csrc" / "problem.cpp"]
+SOURCES = [ROOT / "tests" / "cuda_emulator" / "emulator.cpp", ROOT / "csrc" / "problem.cpp",
+           ROOT / "csrc" / "softmax_problem.cpp"]
 
 
 def cuda_include_dir() -> Path | None:
@@ -65,6 +67,35 @@ def sym_focal_loss(logits, target, *, mode="average", alpha=0.25, gamma=2.0, pos
                    symmetry_penalty=symmetry_penalty, huber_delta=huber_delta, reduction=reduction)
     check_inputs(logits, target, lengths, mask, validate=True, **options)
     return _EmulatedLoss.apply(*op_arguments(logits, target, lengths, mask, **options))
+
+
+class _EmulatedSoftmaxLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, logits, target, alpha, lengths, mask, *options):
+        loss, stats = module().softmax_forward(logits, target, alpha, lengths, mask, *options)
+        ctx.save_for_backward(logits, target, alpha, lengths, mask, stats)
+        ctx.options = options
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, target, alpha, lengths, mask, stats = ctx.saved_tensors
+        grad_logits = module().softmax_backward(grad, logits, target, alpha, lengths, mask, stats, *ctx.options)
+        return (grad_logits,) + (None,) * (4 + len(ctx.options))
+
+
+def sym_softmax_focal_loss(logits, target, *, mode="average", gamma=0.0, alpha=None, label_smoothing=0.0,
+                           min_separation=0, lengths=None, mask=None, reduction="mean", normalize="cells",
+                           class_dim=-1):
+    """symfocal.sym_softmax_focal_loss with the CUDA kernels, emulated on CPU tensors."""
+    check_softmax_options(mode=mode, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
+                          min_separation=min_separation, reduction=reduction, normalize=normalize,
+                          class_dim=class_dim)
+    check_softmax_tensors(logits, target, alpha, lengths, mask, class_dim=class_dim, validate=True)
+    x, t = channel_last(logits, target, class_dim)
+    weights = None if alpha is None else torch.as_tensor(alpha).to(torch.float64).contiguous()
+    return _EmulatedSoftmaxLoss.apply(x, t, weights, lengths, mask, mode, float(gamma), float(label_smoothing),
+                                      int(min_separation), reduction, normalize)
 
 
 def access_counts() -> tuple[int, int]:

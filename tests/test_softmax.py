@@ -37,12 +37,15 @@ def loss_and_grad(fn, x, t, incoming=None, **kw):
     return out.detach(), gx, g
 
 
-def compare(x, t, *, atol=None, rtol=None, **kw):
-    """The fused loss in x's dtype against the reference on float64 copies, same incoming gradient."""
-    loss, grad, g = loss_and_grad(symfocal.sym_softmax_focal_loss, x, t, **kw)
-    t64 = t.double() if t.dtype.is_floating_point else t
-    ref_loss, ref_grad, _ = loss_and_grad(reference.sym_softmax_focal_loss, x.detach().double(), t64,
-                                          incoming=g.double(), **kw)
+def compare(x, t, *, atol=None, rtol=None, fused=symfocal.sym_softmax_focal_loss, **kw):
+    """fused (the library's loss unless told) in x's dtype against the reference on float64
+    copies (on the CPU), the same incoming gradient."""
+    loss, grad, g = loss_and_grad(fused, x, t, **kw)
+    cpu = {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in kw.items()}
+    t64 = t.cpu().double() if t.dtype.is_floating_point else t.cpu()
+    ref_loss, ref_grad, _ = loss_and_grad(reference.sym_softmax_focal_loss, x.detach().cpu().double(), t64,
+                                          incoming=g.cpu().double(), **cpu)
+    loss, grad = loss.cpu(), grad.cpu()
     if atol is None:
         atol = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 3e-3, torch.bfloat16: 2e-2}[x.dtype]
     if rtol is None:

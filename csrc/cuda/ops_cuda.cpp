@@ -6,7 +6,9 @@
 #include <torch/library.h>
 
 #include "../op_impl.h"
+#include "../softmax_op_impl.h"
 #include "launch.h"
+#include "softmax_launch.h"
 
 namespace symfocal {
 namespace {
@@ -43,6 +45,38 @@ struct CudaBackend {
   }
 };
 
+struct CudaSoftmaxBackend {
+  using Guard = c10::cuda::CUDAGuard;
+
+  static int64_t softmax_partial_rows(const SoftmaxProblem& pb) { return cuda::softmax_partial_rows(pb); }
+
+  static void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, int64_t, double* rows,
+                              void* loss_scalar) {
+    check_launch(cuda::launch_softmax_forward(pb, loss_map, partials, rows, loss_scalar,
+                                              c10::cuda::getCurrentCUDAStream()));
+  }
+
+  static void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad) {
+    check_launch(cuda::launch_softmax_backward(pb, src, grad, c10::cuda::getCurrentCUDAStream()));
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> softmax_forward_cuda(const at::Tensor& logits, const at::Tensor& target,
+                                                        const std::optional<at::Tensor>& alpha,
+                                                        const std::optional<at::Tensor>& lengths,
+                                                        const std::optional<at::Tensor>& mask,
+                                                        SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
+  return softmax_forward_op<CudaSoftmaxBackend>(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS);
+}
+
+at::Tensor softmax_backward_cuda(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
+                                 const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& lengths,
+                                 const std::optional<at::Tensor>& mask, const at::Tensor& stats,
+                                 SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
+  return softmax_backward_op<CudaSoftmaxBackend>(grad, logits, target, alpha, lengths, mask, stats,
+                                                 SYMFOCAL_SOFTMAX_OPTION_ARGS);
+}
+
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& logits, const at::Tensor& target,
                                                 const std::optional<at::Tensor>& lengths,
                                                 const std::optional<at::Tensor>& mask, SYMFOCAL_OPTION_PARAMS) {
@@ -61,4 +95,6 @@ at::Tensor backward_cuda(const at::Tensor& grad, const at::Tensor& logits, const
 TORCH_LIBRARY_IMPL(symfocal, CUDA, m) {
   m.impl("forward", &symfocal::forward_cuda);
   m.impl("backward", &symfocal::backward_cuda);
+  m.impl("softmax_forward", &symfocal::softmax_forward_cuda);
+  m.impl("softmax_backward", &symfocal::softmax_backward_cuda);
 }

@@ -109,6 +109,21 @@ class Block {
     return out;
   }
 
+  // __shfl_xor_sync / __shfl_sync: lane l reads the value of lane l ^ lane_mask / of src_lane.
+  template <typename V>
+  V shuffle_from(unsigned mask, V v, int lane_mask, bool xor_lanes, const char* what) {
+    if (mask != 0xffffffffu) report(std::string(what) + " with a partial mask");
+    const unsigned tid = current_;
+    exchange_.resize(block_dim.x);
+    exchange_[tid] = static_cast<double>(v);  // exact for float and double
+    sync_warp();
+    const unsigned lane = tid % 32, warp_first = tid - lane;
+    const unsigned src = xor_lanes ? (lane ^ static_cast<unsigned>(lane_mask)) : static_cast<unsigned>(lane_mask) % 32;
+    const V out = static_cast<V>(exchange_[warp_first + src]);
+    sync_warp();
+    return out;
+  }
+
   // The first time a block's thread meets a __shared__ variable, its bytes become 0xFF.
   void poison_once(void* p, size_t bytes) {
     uint64_t& seen = poisoned_in_[p];
@@ -253,6 +268,10 @@ class Block {
 #define gridDim (::sf_emu::grid_dim)
 #define __syncthreads() ::sf_emu::Block::instance().sync_threads()
 #define __shfl_down_sync(mask, v, delta) ::sf_emu::Block::instance().shuffle_down((mask), (v), (delta))
+#define __shfl_xor_sync(mask, v, lane_mask) \
+  ::sf_emu::Block::instance().shuffle_from((mask), (v), (lane_mask), true, "__shfl_xor_sync")
+#define __shfl_sync(mask, v, src_lane) \
+  ::sf_emu::Block::instance().shuffle_from((mask), (v), (src_lane), false, "__shfl_sync")
 #define SYMFOCAL_SHARED_DECLARED(var) ::sf_emu::Block::instance().poison_once(&(var), sizeof(var))
 #define SYMFOCAL_CHECK_GLOBAL_ACCESS(ptr, bytes, align) \
   ::sf_emu::Block::instance().check_access((ptr), static_cast<int64_t>(bytes), static_cast<int64_t>(align))

@@ -10,9 +10,11 @@
 #include <stdexcept>
 
 #include "op_impl.h"
+#include "softmax_op_impl.h"
 // After every torch header: the shim redefines CUDA's keywords.
 #include "device_shim.h"
 #include "cuda/finalize_kernel.cuh"
+#include "cuda/softmax_kernel.cuh"
 #include "cuda/tile_pair_kernel.cuh"
 
 namespace symfocal {
@@ -106,6 +108,87 @@ struct EmulatedBackend {
   }
 };
 
+// softmax_kernel.cuh's launcher on the emulator.
+struct EmulatedSoftmaxLauncher {
+  void pairs(cuda::detail::SoftmaxPairsKernel kernel, const SoftmaxProblem& pb, int64_t units,
+             const SoftmaxGradSource& src, void* out, double* partials) {
+    const auto grid = static_cast<unsigned>(units < kEmulatedGrid ? units : kEmulatedGrid);
+    Block::instance().launch(grid, cuda::detail::kSoftmaxThreads, [&] { kernel(pb, units, src, out, partials); });
+  }
+
+  void sample_sums(const double* partials, int64_t per_sample, int64_t batch, double* rows) {
+    const auto grid = static_cast<unsigned>(batch < kEmulatedGrid ? batch : kEmulatedGrid);
+    Block::instance().launch(grid, cuda::detail::kSoftmaxThreads,
+                             [&] { cuda::detail::softmax_sample_sums_kernel(partials, per_sample, batch, rows); });
+  }
+
+  template <typename loss_t>
+  void reduce(double* rows, int64_t batch, loss_t* loss, Reduction reduction, Normalize normalize) {
+    Block::instance().launch(1, 32, [&] { cuda::detail::softmax_reduce_kernel<loss_t>(rows, batch, loss, reduction, normalize); });
+  }
+};
+
+// Bytes from a [..., L, L] view's first element to one past its last, with
+// `bins` elements bin_stride apart in each cell.
+int64_t bins_extent(const MapView& v, int64_t L, int64_t bins, int64_t bin_stride, int64_t element) {
+  if (v.data == nullptr || L == 0) return 0;
+  int64_t last = (L - 1) * (v.row_stride + v.col_stride) + (bins - 1) * bin_stride;
+  for (int d = 0; d < v.nbatch; ++d) {
+    if (v.batch_size[d] == 0) return 0;
+    last += (v.batch_size[d] - 1) * v.batch_stride[d];
+  }
+  return (last + 1) * element;
+}
+
+void allow_softmax_inputs(const SoftmaxProblem& pb, const SoftmaxGradSource& src) {
+  Block& block = Block::instance();
+  const Problem& c = pb.cells;
+  block.clear_ranges();
+  block.allow(c.logits.data, bins_extent(c.logits, c.L, pb.bins, pb.logits_bin_stride, element_size(c.logits_dtype)),
+              "logits");
+  if (pb.target_kind == BinTarget::kSoft) {
+    block.allow(c.target.data, bins_extent(c.target, c.L, pb.bins, pb.target_bin_stride, element_size(c.target_dtype)),
+                "target");
+  } else {
+    block.allow(c.target.data, bins_extent(c.target, c.L, 1, 1, cuda::detail::bin_index_size(pb.target_kind)), "target");
+  }
+  if (c.has_mask) block.allow(c.mask.data, view_extent(c.mask, c.L, c.mask_dtype), "mask");
+  if (pb.alpha != nullptr) block.allow(pb.alpha, pb.bins * static_cast<int64_t>(sizeof(double)), "alpha");
+  block.allow(src.grad_map.data, view_extent(src.grad_map, c.L, c.logits_dtype), "grad");
+  block.allow(src.grad_scalar, c.logits_dtype == DType::kFloat64 ? 8 : 4, "grad scalar");
+  block.allow(src.sample_stats, c.batch * kNumSampleStats * static_cast<int64_t>(sizeof(double)), "stats");
+}
+
+// What ops_cuda.cpp's softmax backend does, with the emulator in place of a stream.
+struct EmulatedSoftmaxBackend {
+  struct Guard {
+    explicit Guard(const c10::Device&) {}
+  };
+
+  static int64_t softmax_partial_rows(const SoftmaxProblem& pb) { return cuda::detail::softmax_units(pb); }
+
+  static void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, int64_t rows_of_partials,
+                              double* rows, void* loss_scalar) {
+    Block& block = Block::instance();
+    const Problem& c = pb.cells;
+    allow_softmax_inputs(pb, SoftmaxGradSource{});
+    block.allow(loss_map, c.batch * c.L * c.L * element_size(c.logits_dtype), "loss map");
+    block.allow(partials, rows_of_partials * kNumSoftmaxPartials * static_cast<int64_t>(sizeof(double)), "partials");
+    block.allow(rows, c.batch * kNumSampleStats * static_cast<int64_t>(sizeof(double)), "stats");
+    block.allow(loss_scalar, c.logits_dtype == DType::kFloat64 ? sizeof(double) : sizeof(float), "loss");
+    EmulatedSoftmaxLauncher launch;
+    cuda::detail::plan_softmax_forward(launch, pb, loss_map, partials, rows, loss_scalar);
+  }
+
+  static void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad) {
+    const Problem& c = pb.cells;
+    allow_softmax_inputs(pb, src);
+    Block::instance().allow(grad, c.batch * c.L * c.L * pb.bins * element_size(c.logits_dtype), "grad_logits");
+    EmulatedSoftmaxLauncher launch;
+    cuda::detail::plan_softmax_backward(launch, pb, src, grad);
+  }
+};
+
 }  // namespace
 
 // Small kernels with planted faults that the emulator must show (tests/test_cuda.py):
@@ -166,6 +249,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "symfocal's CUDA kernels run on the CPU by an emulator (tests only)";
   m.def("forward", &symfocal::forward_op<symfocal::EmulatedBackend>);
   m.def("backward", &symfocal::backward_op<symfocal::EmulatedBackend>);
+  m.def("softmax_forward", &symfocal::softmax_forward_op<symfocal::EmulatedSoftmaxBackend>);
+  m.def("softmax_backward", &symfocal::softmax_backward_op<symfocal::EmulatedSoftmaxBackend>);
   m.def("variants", [] {
     std::vector<std::string> names;
     for (int i = 0; i < static_cast<int>(symfocal::cuda::Variant::kCount); ++i)
