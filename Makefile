@@ -1,6 +1,7 @@
 # The few commands a person runs. Each sets itself up: a virtual environment
 # in .venv with torch, then the extension built in place.
-#   make bench      the benchmark (fused vs eager vs torch.compile), results in benchmarks/results/
+#   make bench      the benchmarks (fused vs eager vs torch.compile; the distogram loss vs OpenFold's),
+#                   results in benchmarks/results/
 #   make test       the test suite
 #   make example    the contact-map training example, results in examples/results/
 #   make gpu-check  on a machine with a GPU (8 min): sm_90 build with the kernel variants, CUDA tests,
@@ -67,6 +68,7 @@ test: build
 
 bench: build
 	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/distogram.py
 
 example: build
 	$(PY) examples/train_contact_map.py

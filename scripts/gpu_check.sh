@@ -3,11 +3,11 @@
 # (GPU_CHECK_SECONDS, default 480 there), the most valuable evidence first so that running out of
 # time loses the least:
 #   1. the machine; 2. the build for sm_90 with the kernel variants, all cores;
-#   3. the CUDA tests on the GPU; 4. compute-sanitizer memcheck;
+#   3. the CUDA tests on the GPU (both loss families); 4. compute-sanitizer memcheck;
 #   5. the variant sweep (benchmarks/variants.py: the open design questions, timed side by side);
 #   6. one map above 2^31 cells against a chunked float64 reference (scripts/gpu_large_case.py);
 #   7. compute-sanitizer initcheck (every cell of the outputs written), synccheck, racecheck;
-#   8. the benchmark at GPU sizes.
+#   8. the benchmarks at GPU sizes (the binary loss, then the distogram loss against OpenFold's).
 # Each step gets at most what is left of the time. Logs and results go under $OUT
 # (default: ./gpu-check-out); a summary of every step ends the log.
 #
@@ -77,7 +77,7 @@ mkdir -p build && cp "$OUT/build.log" build/ptxas.log   # the report tests/test_
 step "CUDA tests"
 # -m "not emulated": the CPU emulation of the same tests is CI's job, not this machine's minutes.
 run "CUDA tests" 180 test_cuda.log $PY -m pytest -q -x -m "not emulated" -p no:cacheprovider tests/test_cuda.py \
-  tests/test_cuda_build.py
+  tests/test_softmax_cuda.py tests/test_cuda_build.py
 
 cat > "$OUT/sanitize_case.py" <<'PY'
 import torch, symfocal
@@ -95,6 +95,19 @@ for B, L, dtype in cases:
             loss.sum().backward()
         if B > 2:
             break
+# The distogram kernels: 2 and 4 bins a lane, a [..., C, L, L] view, soft targets, padding and a mask.
+for B, L, C, dtype in ((2, 70, 37, torch.float32), (1, 66, 100, torch.bfloat16)):
+    x = torch.randn(B, L, L, C, device="cuda", dtype=dtype, requires_grad=True)
+    bins = torch.randint(0, C, (B, L, L), device="cuda")
+    soft = torch.softmax(torch.randn(B, L, L, C, device="cuda"), -1)
+    lengths = torch.tensor([L, 33][:B], device="cuda")
+    for mode in ("sum", "pair", "none"):
+        for red, target in (("mean", bins), ("none", soft)):
+            loss = symfocal.sym_softmax_focal_loss(x, target, mode=mode, reduction=red, gamma=2.0, lengths=lengths,
+                                                   mask=torch.rand(L, L, device="cuda") < 0.9, normalize="sample")
+            loss.sum().backward()
+    y = torch.randn(B, C, L, L, device="cuda", requires_grad=True)
+    symfocal.sym_softmax_focal_loss(y, bins, class_dim=-3, mode="average").backward()
 torch.cuda.synchronize(); print("sanitizer case ok")
 PY
 sanitize() {  # $1: tool
@@ -131,10 +144,15 @@ done
 step "benchmark"
 if [ $GPU -eq 1 ]; then
   TAIL=40 run benchmark 240 bench.log $PY benchmarks/bench.py --device cuda --out "$OUT" --no-plot
+  TAIL=30 run "distogram benchmark" 150 distogram.log $PY benchmarks/distogram.py --device cuda --repeats 20 \
+    --out "$OUT"
 else
   run "benchmark (CPU, quick)" 120 bench.log $PY benchmarks/bench.py --quick --device cpu --providers fused,eager \
     --out "$OUT" --no-plot
+  run "distogram benchmark (CPU, quick)" 120 distogram.log $PY benchmarks/distogram.py --quick --device cpu \
+    --providers fused,eager --out "$OUT"
   would benchmark "$PY benchmarks/bench.py --device cuda --out $OUT"
+  would "distogram benchmark" "$PY benchmarks/distogram.py --device cuda --out $OUT"
 fi
 
 echo; echo "=== summary (${SECONDS}s; files in $OUT)"
