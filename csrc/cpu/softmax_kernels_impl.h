@@ -89,25 +89,35 @@ inline int64_t load_bin_index(const MapView& v, BinTarget kind, int64_t b, int64
   }
 }
 
-// lp (the logits of `bins` bins) becomes log softmax, p softmax; past the last
-// bin (up to the padded length) p is 0, so no vector loop needs a tail. The
-// largest bin adds exactly 1 to the sum of exps: kept apart, log(sum) is
-// log1p(the rest), which keeps the relative accuracy of a small loss where one
-// bin holds nearly all the mass (sum = 1 + rest would round rest away).
+// What turns the exps of a softmax into probabilities: p_c = e_c * inv and
+// log p_c = (z_c - m) - log_sum.
 template <typename acc_t>
-void log_softmax(acc_t* lp, acc_t* p, int bins, int padded) {
+struct SoftmaxNorm {
+  acc_t m, log_sum, inv;
+  acc_t log_p(acc_t z) const { return (z - m) - log_sum; }
+};
+
+// e_c = exp(z_c - m) into p (0 past the last bin, up to the padded length, so
+// that no vector loop needs a tail). The largest bin adds exactly 1 to the sum
+// of exps: kept apart, log(sum) is log1p(the rest), which keeps the relative
+// accuracy of a small loss where one bin holds nearly all the mass (sum = 1 +
+// rest would round the rest away); (z - m) - log_sum, not z - (m + log_sum),
+// for the same reason.
+template <typename acc_t>
+SoftmaxNorm<acc_t> softmax_exps(acc_t* z, acc_t* p, int bins, int padded) {
   using Vec = Vectorized<acc_t>;
   constexpr int W = Vec::size();
-  for (int c = bins; c < padded; ++c) lp[c] = lp[0];  // neutral for the max
-  Vec mx = Vec::loadu(lp);
-  for (int o = W; o < padded; o += W) mx = sf_max(mx, Vec::loadu(lp + o));
-  const Vec m(lane_max(mx));
+  for (int c = bins; c < padded; ++c) z[c] = z[0];  // neutral for the max
+  Vec mx = Vec::loadu(z);
+  for (int o = W; o < padded; o += W) mx = sf_max(mx, Vec::loadu(z + o));
+  const acc_t m_scalar = lane_max(mx);
+  const Vec m(m_scalar);
   const Vec zero(0), one(1);
   Vec rest(0), ties(0);
   for (int o = 0; o < padded; o += W) {
-    const Vec z = Vec::loadu(lp + o);
-    const Vec at_max = z == m;
-    Vec e = sf_exp(z - m);
+    const Vec v = Vec::loadu(z + o);
+    const Vec at_max = v == m;
+    Vec e = sf_exp(v - m);
     Vec tie = Vec::blendv(zero, one, at_max);
     if (o + W > bins) {
       e = Vec::set(zero, e, bins - o);
@@ -118,10 +128,15 @@ void log_softmax(acc_t* lp, acc_t* p, int bins, int padded) {
     ties = ties + tie;
   }
   const acc_t others = lane_sum(rest) + (lane_sum(ties) - acc_t(1));
-  // (z - m) - log1p(rest), not z - (m + log1p(rest)): the largest bin's log p keeps its digits.
-  const Vec log_sum(std::log1p(others));
-  const Vec inv(acc_t(1) / (acc_t(1) + others));
-  for (int o = 0; o < padded; o += W) {
+  return {m_scalar, static_cast<acc_t>(std::log1p(others)), acc_t(1) / (acc_t(1) + others)};
+}
+
+// z -> log softmax and the exps -> probabilities, for every bin.
+template <typename acc_t>
+void normalize(const SoftmaxNorm<acc_t>& norm, acc_t* lp, acc_t* p, int padded) {
+  using Vec = Vectorized<acc_t>;
+  const Vec m(norm.m), log_sum(norm.log_sum), inv(norm.inv);
+  for (int o = 0; o < padded; o += Vec::size()) {
     ((Vec::loadu(lp + o) - m) - log_sum).store(lp + o);
     (Vec::loadu(p + o) * inv).store(p + o);
   }
@@ -232,8 +247,9 @@ struct PairMath {
     for (int c = bins; c < padded; ++c) out[c] = 0;
   }
 
-  // The softmaxes of the pair into ws.lp / ws.p; returns how many.
-  int softmaxes(const CellPair<acc_t>& cp, Workspace<acc_t>& ws) const {
+  // The softmaxes of the pair: logits in ws.lp, exps in ws.p, what normalizes them in
+  // norm[]; returns how many.
+  int softmaxes(const CellPair<acc_t>& cp, Workspace<acc_t>& ws, SoftmaxNorm<acc_t>* norm) const {
     using Vec = Vectorized<acc_t>;
     const int n = cp.diagonal || K == Sharing::kSymmetric ? 1 : 2;
     load_logits(cp, 0, ws.lp[0]);
@@ -250,7 +266,7 @@ struct PairMath {
     } else if (n == 2) {
       load_logits(cp, 1, ws.lp[1]);
     }
-    for (int v = 0; v < n; ++v) log_softmax(ws.lp[v], ws.p[v], bins, padded);
+    for (int v = 0; v < n; ++v) norm[v] = softmax_exps(ws.lp[v], ws.p[v], bins, padded);
     return n;
   }
 
@@ -274,39 +290,58 @@ struct PairMath {
   // gradient rows of both cells into ws.g (of sum_x weight_x loss_x).
   void run(const CellPair<acc_t>& cp, Workspace<acc_t>& ws, bool grad, acc_t* loss) const {
     using Vec = Vectorized<acc_t>;
-    const int n = softmaxes(cp, ws);
+    SoftmaxNorm<acc_t> norm[2];
+    const int n = softmaxes(cp, ws, norm);
     const int ncells = cp.diagonal ? 1 : 2;
-    if (!sparse)
-      for (int x = 0; x < ncells; ++x) load_target(cp, x, ws.t[x]);
+    // d/dx of a symmetric softmax's logits: s for each cell (2 s on the diagonal).
+    const acc_t logit_scale = K != Sharing::kSymmetric ? acc_t(1) : cp.diagonal ? 2 * sym_scale : sym_scale;
+    const bool both_rows = K == Sharing::kSymmetric && !cp.diagonal;  // one gradient row for both cells
     loss[0] = loss[1] = 0;
+    if (!sparse) {
+      for (int x = 0; x < ncells; ++x) load_target(cp, x, ws.t[x]);
+      for (int v = 0; v < n; ++v) normalize(norm[v], ws.lp[v], ws.p[v], padded);
+    }
     for (int v = 0; v < n; ++v) {
       Meeting<acc_t> meet[2];
       const int nm = meetings(cp, v, meet);
-      acc_t A = 0;
       acc_t* g = ws.g[K == Sharing::kSymmetric ? 0 : v];
       if (sparse) {
+        // Only the target bins' log p and p are needed; the gradient of every other bin is
+        // its exp times one scalar, written straight from the exps.
         int64_t at[2];
-        acc_t minus[2], q[2];
+        acc_t minus[2], q[2], pk[2];
+        acc_t A = 0;
         for (int k = 0; k < nm; ++k) {
           const int64_t bin = cp.bin[meet[k].cell];
+          const acc_t lp = norm[v].log_p(ws.lp[v][bin]);
+          pk[k] = ws.p[v][bin] * norm[v].inv;
           acc_t phi, F;
-          scalar_factors(gamma_kind, ws.lp[v][bin], ws.p[v][bin], gamma, phi, F);
+          scalar_factors(gamma_kind, lp, pk[k], gamma, phi, F);
           loss[meet[k].cell] -= meet[k].share * ws.alpha[bin] * phi;
           at[k] = bin;
           minus[k] = meet[k].weight * ws.alpha[bin] * F;
-          q[k] = -std::expm1(ws.lp[v][bin]);
+          q[k] = -std::expm1(lp);
           A += minus[k];
         }
-        if (grad) {
-          const Vec vA(A);
-          for (int o = 0; o < padded; o += Vec::size()) (Vec::loadu(ws.p[v] + o) * vA).store(g + o);
-          // At a target bin, p A - here = p (A - here) - (1 - p) here, with A - here summed from the
-          // other bins' terms: no cancellation where p is close to 1 (1 - p from expm1).
-          for (int k = 0; k < nm; ++k) {
-            acc_t here = 0, elsewhere = 0;
-            for (int l = 0; l < nm; ++l) (at[l] == at[k] ? here : elsewhere) += minus[l];
-            g[at[k]] = ws.p[v][at[k]] * elsewhere - q[k] * here;
+        if (!grad) continue;
+        const Vec c(A * norm[v].inv * logit_scale);
+        if (both_rows) {
+          for (int o = 0; o < padded; o += Vec::size()) {
+            const Vec gv = Vec::loadu(ws.p[v] + o) * c;
+            gv.store(ws.g[0] + o);
+            gv.store(ws.g[1] + o);
           }
+        } else {
+          for (int o = 0; o < padded; o += Vec::size()) (Vec::loadu(ws.p[v] + o) * c).store(g + o);
+        }
+        // At a target bin, p A - here = p (A - here) - (1 - p) here, with A - here summed from the
+        // other bins' terms: no cancellation where p is close to 1 (1 - p from expm1).
+        for (int k = 0; k < nm; ++k) {
+          acc_t here = 0, elsewhere = 0;
+          for (int l = 0; l < nm; ++l) (at[l] == at[k] ? here : elsewhere) += minus[l];
+          const acc_t value = logit_scale * (pk[k] * elsewhere - q[k] * here);
+          g[at[k]] = value;
+          if (both_rows) ws.g[1][at[k]] = value;
         }
         continue;
       }
@@ -329,16 +364,12 @@ struct PairMath {
           u = u + term;
         }
       }
-      const Vec vA(lane_sum(u));
-      for (int o = 0; o < padded; o += Vec::size())
-        (Vec::loadu(ws.p[v] + o) * vA - Vec::loadu(ws.u + o)).store(g + o);
-    }
-    if (!grad) return;
-    // d/dx of a symmetric softmax's logits: s for each cell (2 s on the diagonal).
-    if (K == Sharing::kSymmetric) {
-      const Vec s(cp.diagonal ? 2 * sym_scale : sym_scale);
-      for (int o = 0; o < padded; o += Vec::size()) (Vec::loadu(ws.g[0] + o) * s).store(ws.g[0] + o);
-      if (!cp.diagonal) std::memcpy(ws.g[1], ws.g[0], sizeof(acc_t) * padded);
+      const Vec vA(lane_sum(u)), s(logit_scale);
+      for (int o = 0; o < padded; o += Vec::size()) {
+        const Vec gv = (Vec::loadu(ws.p[v] + o) * vA - Vec::loadu(ws.u + o)) * s;
+        gv.store(g + o);
+        if (both_rows) gv.store(ws.g[1] + o);
+      }
     }
   }
 };
