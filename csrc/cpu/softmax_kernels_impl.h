@@ -374,6 +374,20 @@ struct PairMath {
   }
 };
 
+inline int64_t element_bytes(DType dt) {
+  return dt == DType::kFloat64 ? 8 : dt == DType::kFloat32 ? 4 : dt == DType::kBool || dt == DType::kUInt8 ? 1 : 2;
+}
+
+// Starts loading the bins of cell (i, j) of sample b: every cache line they span
+// (contiguous bins only).
+inline void prefetch_bins(const MapView& v, int64_t element, int64_t b, int64_t i, int64_t j, int64_t bins,
+                          int64_t bin_stride) {
+  if (bin_stride != 1) return;
+  constexpr int64_t kLine = 64;
+  const char* cell = static_cast<const char*>(v.data) + (v.batch_offset(b) + i * v.row_stride + j * v.col_stride) * element;
+  for (int64_t at = 0; at < bins * element; at += kLine) __builtin_prefetch(cell + at);
+}
+
 template <typename out_t, typename acc_t>
 void store_bins(const acc_t* row, int bins, out_t* out) {
   for (int c = 0; c < bins; ++c) out[c] = static_cast<out_t>(row[c]);
@@ -401,6 +415,7 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
                                                         : *static_cast<const float*>(out.src->grad_scalar);
   }
   const PairMath<acc_t, K> math(pb);
+  const int64_t element = element_bytes(cells.logits_dtype);
   at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
     Workspace<acc_t> ws;
     math.init(ws);
@@ -432,6 +447,9 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
               cp.bin[x] = std::min<int64_t>(std::max<int64_t>(load_bin_index(cells.target, pb.target_kind, g.b, ri, rj), 0), C - 1);
             }
           }
+          // The mirror cells of a tile row lie a map row apart (L * C values): too far for the
+          // hardware prefetcher, so their bins are asked for two cell pairs ahead.
+          if (c + 2 < g.cols) prefetch_bins(cells.logits, element, g.b, g.j0 + c + 2, cp.i, C, pb.logits_bin_stride);
           const bool any_valid = cp.valid[0] != acc_t(0) || cp.valid[1] != acc_t(0);
           acc_t loss[2] = {0, 0};
           const int64_t own = ((g.b * L + cp.i) * L + cp.j), mirror = ((g.b * L + cp.j) * L + cp.i);
