@@ -390,7 +390,12 @@ inline void prefetch_bins(const MapView& v, int64_t element, int64_t b, int64_t 
 
 template <typename out_t, typename acc_t>
 void store_bins(const acc_t* row, int bins, out_t* out) {
-  for (int c = 0; c < bins; ++c) out[c] = static_cast<out_t>(row[c]);
+  if constexpr (std::is_same_v<acc_t, float> &&
+                (std::is_same_v<out_t, c10::BFloat16> || std::is_same_v<out_t, c10::Half>)) {
+    at::vec::convert(row, out, bins);  // ATen's SIMD rounding: a scalar conversion a value costs more than the math
+  } else {
+    for (int c = 0; c < bins; ++c) out[c] = static_cast<out_t>(row[c]);
+  }
 }
 
 // What a pass computes besides the partial sums.
