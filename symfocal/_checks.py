@@ -36,6 +36,20 @@ def _choice(name, value, options):
         raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
 
 
+def check_focal_options(*, gamma, label_smoothing, min_separation):
+    """The options the binary loss and the softmax loss over bins share."""
+    _number("gamma", gamma)
+    if not 0.0 <= gamma < math.inf:
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
+    _number("label_smoothing", label_smoothing)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if isinstance(min_separation, bool) or not isinstance(min_separation, numbers.Integral):
+        raise TypeError(f"min_separation must be an int, got {type(min_separation).__name__}")
+    if min_separation < 0:
+        raise ValueError(f"min_separation must be >= 0, got {min_separation}")
+
+
 def check_options(*, mode, alpha, gamma, pos_weight, label_smoothing, min_separation, symmetry_weight,
                   symmetry_penalty, huber_delta, reduction):
     """The scalar options of SPEC.md."""
@@ -45,19 +59,10 @@ def check_options(*, mode, alpha, gamma, pos_weight, label_smoothing, min_separa
     _number("alpha", alpha, allow_none=True)
     if alpha is not None and not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1] or None, got {alpha}")
-    _number("gamma", gamma)
-    if not 0.0 <= gamma < math.inf:
-        raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
+    check_focal_options(gamma=gamma, label_smoothing=label_smoothing, min_separation=min_separation)
     _number("pos_weight", pos_weight, allow_none=True)
     if pos_weight is not None and not 0.0 < pos_weight < math.inf:
         raise ValueError(f"pos_weight must be a finite number > 0 or None, got {pos_weight}")
-    _number("label_smoothing", label_smoothing)
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if isinstance(min_separation, bool) or not isinstance(min_separation, numbers.Integral):
-        raise TypeError(f"min_separation must be an int, got {type(min_separation).__name__}")
-    if min_separation < 0:
-        raise ValueError(f"min_separation must be >= 0, got {min_separation}")
     _number("symmetry_weight", symmetry_weight)
     if not 0.0 <= symmetry_weight < math.inf:
         raise ValueError(f"symmetry_weight must be a finite number >= 0, got {symmetry_weight}")

@@ -6,13 +6,10 @@ captured.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
-from ._checks import (LOGIT_DTYPES, _choice, _element_checks_allowed, _number, check_lengths, check_lengths_range,
-                      check_mask)
+from ._checks import (LOGIT_DTYPES, _choice, _element_checks_allowed, check_focal_options, check_lengths,
+                      check_lengths_range, check_mask)
 
 MODES = ("sum", "average", "pair", "upper", "none")
 REDUCTIONS = ("mean", "sum", "none")
@@ -25,16 +22,7 @@ def check_softmax_options(*, mode, gamma, alpha, label_smoothing, min_separation
     _choice("mode", mode, MODES)
     _choice("reduction", reduction, REDUCTIONS)
     _choice("normalize", normalize, NORMALIZE)
-    _number("gamma", gamma)
-    if not 0.0 <= gamma < math.inf:
-        raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
-    _number("label_smoothing", label_smoothing)
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-    if isinstance(min_separation, bool) or not isinstance(min_separation, numbers.Integral):
-        raise TypeError(f"min_separation must be an int, got {type(min_separation).__name__}")
-    if min_separation < 0:
-        raise ValueError(f"min_separation must be >= 0, got {min_separation}")
+    check_focal_options(gamma=gamma, label_smoothing=label_smoothing, min_separation=min_separation)
     if class_dim not in (-1, -3):
         raise ValueError(f"class_dim must be -1 (logits [..., L, L, C]) or -3 ([..., C, L, L]), got {class_dim!r}")
     if alpha is not None and not isinstance(alpha, (torch.Tensor, list, tuple)):
