@@ -119,28 +119,48 @@ if _C is not None:
         ctx.mark_non_differentiable(stats, grad_unit)
         ctx.set_materialize_grads(False)  # no zero-filled B×L×L gradient for the grad_unit output
         ctx.save_for_backward(grad_unit, stats)  # instead of logits and target
-        ctx.mean = inputs[-1] == "mean"
         ctx.num_inputs = len(inputs)
 
-    def _backward_train(ctx, grad_loss, _grad_stats, _grad_unit):
+    def _scaled_grad_unit(ctx, grad_loss, scale_of):
+        """The backward of a training forward: its grad_unit times scale_of(grad_loss in float64, stats),
+        a 0-dim factor or one a sample (shaped to broadcast)."""
         if torch.is_grad_enabled():
             raise RuntimeError("symfocal: the loss is differentiable once; create_graph=True (for a second "
                                "derivative) is not supported")
         grad_unit, stats = ctx.saved_tensors
+        none = (None,) * (ctx.num_inputs - 1)
         if grad_loss is None:
-            return (None,) * ctx.num_inputs
-        scale = grad_loss.to(torch.float64)
-        if ctx.mean:
+            return (None,) + none
+        acc = torch.float64 if grad_unit.dtype == torch.float64 else torch.float32
+        scale = scale_of(grad_loss.to(torch.float64), stats).to(acc)
+        if type(grad_unit) is not torch.Tensor:  # traced: one broadcast multiply, which the compiler fuses
+            return ((grad_unit * scale).to(grad_unit.dtype),) + none
+        # Nothing reads the buffer after a backward that frees the graph: scale it in place. It then
+        # becomes logits.grad as it is, with no new allocation of its size (whose fresh pages cost
+        # more than the multiply itself). retain_graph (gradcheck, jacobians, a second backward)
+        # will read the buffer again.
+        grad = grad_unit if _graph_is_released() else torch.empty_like(grad_unit)
+        factors = scale.reshape(-1)
+        n = factors.numel()
+        rows, out = (grad_unit.view(n, grad_unit.numel() // n), grad.view(n, grad.numel() // n)) if n else ((), ())
+        for k in range(n):
+            # A 0-dim factor takes ATen's scalar path; a broadcast [B, 1, 1, 1] one of another dtype
+            # (float32 onto bfloat16) its elementwise casting loop, some 50x slower.
+            torch.mul(rows[k], factors[k], out=out[k])
+        return (grad,) + none
+
+    def _setup_binary_train_context(ctx, inputs, output):
+        _setup_train_context(ctx, inputs, output)
+        ctx.mean = inputs[-1] == "mean"
+
+    def _backward_train(ctx, grad_loss, _grad_stats, _grad_unit):
+        def scale_of(grad, stats):
+            if not ctx.mean:
+                return grad
             cells = stats[1]
-            scale = torch.where(cells > 0, scale / cells.clamp(min=1), torch.zeros_like(scale))
-        scale = scale.to(torch.float64 if grad_unit.dtype == torch.float64 else torch.float32)
-        if _graph_is_released() and type(grad_unit) is torch.Tensor:  # eager, not traced
-            # Nothing reads the buffer after this backward: scale it in place. It then becomes
-            # logits.grad as it is, with no new B×L×L allocation (whose fresh pages cost more
-            # than the multiply itself).
-            return (grad_unit.mul_(scale),) + (None,) * (ctx.num_inputs - 1)
-        # retain_graph (gradcheck, jacobians, a second backward) will read the buffer again.
-        return (grad_unit * scale,) + (None,) * (ctx.num_inputs - 1)
+            return torch.where(cells > 0, grad / cells.clamp(min=1), torch.zeros_like(grad))
+
+        return _scaled_grad_unit(ctx, grad_loss, scale_of)
 
     _keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
 
@@ -154,7 +174,7 @@ if _C is not None:
             return False
 
     torch.library.register_autograd("symfocal::forward_train", _backward_train,
-                                    setup_context=_setup_train_context)
+                                    setup_context=_setup_binary_train_context)
 
     def _no_double_backward(ctx, *grads):
         raise RuntimeError("symfocal: the loss is differentiable once; a second derivative (double "
@@ -210,27 +230,14 @@ if _C is not None:
         loss, stats = _softmax_forward_fake(logits, target, alpha, lengths, mask, *options)
         return loss, stats, torch.empty_like(logits, memory_format=torch.contiguous_format)
 
-    def _softmax_setup_train_context(ctx, inputs, output):
-        _, stats, grad_unit = output
-        ctx.mark_non_differentiable(stats, grad_unit)
-        ctx.set_materialize_grads(False)
-        ctx.save_for_backward(grad_unit, stats)
-        ctx.num_inputs = len(inputs)
-
     def _softmax_backward_train(ctx, grad_loss, _grad_stats, _grad_unit):
-        if torch.is_grad_enabled():
-            raise RuntimeError("symfocal: the loss is differentiable once; create_graph=True (for a second "
-                               "derivative) is not supported")
-        grad_unit, stats = ctx.saved_tensors
-        if grad_loss is None:
-            return (None,) * ctx.num_inputs
-        acc = torch.float64 if grad_unit.dtype == torch.float64 else torch.float32
-        scale = (grad_loss.to(torch.float64) * stats[:, 2]).to(acc)
-        per_sample = scale.reshape(grad_unit.shape[:-3] + (1, 1, 1))
-        if _graph_is_released() and type(grad_unit) is torch.Tensor:  # eager, not traced
-            return (grad_unit.mul_(per_sample),) + (None,) * (ctx.num_inputs - 1)
-        return (grad_unit * per_sample,) + (None,) * (ctx.num_inputs - 1)
+        grad_unit = ctx.saved_tensors[0]
+
+        def scale_of(grad, stats):
+            return (grad * stats[:, 2]).reshape(grad_unit.shape[:-3] + (1, 1, 1))
+
+        return _scaled_grad_unit(ctx, grad_loss, scale_of)
 
     torch.library.register_autograd("symfocal::softmax_forward_train", _softmax_backward_train,
-                                    setup_context=_softmax_setup_train_context)
+                                    setup_context=_setup_train_context)
     torch.library.register_autograd("symfocal::softmax_backward", _no_double_backward, setup_context=_setup_nothing)

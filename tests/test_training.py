@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 import torch
 from torch import nn
 
@@ -102,3 +103,23 @@ def test_second_backward_through_a_retained_graph():
     loss.backward(retain_graph=True)
     loss.backward()
     torch.testing.assert_close(x.grad, 2 * g1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_distogram_backward_scales_each_sample(dtype):
+    """The softmax loss's training backward scales sample b of its buffer by its own factor
+    (normalize="sample"), in place or, with retain_graph, into a new tensor."""
+    B, L, C = 3, 20, 9
+    lengths = torch.tensor([20, 13, 7])
+    t = torch.randint(0, C, (B, L, L))
+    x = (torch.randn(B, L, L, C) * 2).to(dtype).requires_grad_(True)
+    options = dict(mode="sum", normalize="sample", lengths=lengths)
+    loss = symfocal.sym_softmax_focal_loss(x, t, **options)
+    (g1,) = torch.autograd.grad(loss, x, torch.tensor(0.5), retain_graph=True)
+    (g2,) = torch.autograd.grad(loss, x)
+    x64 = x.detach().double().requires_grad_(True)
+    symfocal.reference.sym_softmax_focal_loss(x64, t, **options).backward()
+    tol = dict(rtol=2e-2, atol=1e-4) if dtype == torch.bfloat16 else dict(rtol=1e-4, atol=1e-7)
+    assert g1.dtype == g2.dtype == dtype
+    torch.testing.assert_close(g2.double(), x64.grad, **tol)
+    torch.testing.assert_close(g1.double(), 0.5 * x64.grad, **tol)
