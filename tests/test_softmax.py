@@ -111,6 +111,9 @@ def test_low_precision_logits(dtype, mode):
     x = random_logits(shape + (C,), dtype)
     compare(x, random_target(shape, C, torch.int64), mode=mode, normalize="sample")
     compare(x, random_target(shape, C, "soft", dtype), mode=mode, gamma=2.0, reduction="none")
+    # every other bin: the strided load, where the contiguous one widens a row at a time
+    x_strided = random_logits(shape + (2 * C,), dtype)[..., ::2]
+    compare(x_strided, random_target(shape, C, torch.int64), mode=mode, gamma=0.5)
 
 
 def test_class_dim_and_strided_views():

@@ -65,6 +65,13 @@ acc_t lane_sum(const Vectorized<acc_t>& v) {
 template <typename src_t, typename acc_t>
 void load_bins(const void* data, int64_t offset, int64_t stride, int bins, acc_t* out) {
   const src_t* src = static_cast<const src_t*>(data) + offset;
+  if constexpr (std::is_same_v<acc_t, float> &&
+                (std::is_same_v<src_t, c10::BFloat16> || std::is_same_v<src_t, c10::Half>)) {
+    if (stride == 1) {
+      at::vec::convert(src, out, bins);  // SIMD widening: the scalar one a value cost more than the math
+      return;
+    }
+  }
   if (stride == 1) {
     for (int c = 0; c < bins; ++c) out[c] = static_cast<acc_t>(src[c]);
   } else {
