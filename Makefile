@@ -26,7 +26,7 @@ PYTHON_BOOT ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-# For builds here: sm_80 machine code (runs on all 8.x), sm_90, and PTX for newer GPUs.
+# FORCE_CUDA builds here: sm_80 machine code (runs on all 8.x), sm_90, and PTX for newer GPUs.
 # Wheels get every arch from 8.0 the toolkit supports (TORCH_CUDA_ARCH_LIST=all).
 DEV_CUDA_ARCHS ?= 8.0;9.0+PTX
 ifneq ($(wildcard /usr/local/cuda/bin/nvcc),)
@@ -49,14 +49,26 @@ QUIETLY = $(PYTHON_BOOT) scripts/quietly.py
 $(VENV)/.deps: requirements-dev.txt
 	@$(QUIETLY) "setup" build/setup.log -- $(PYTHON_BOOT) -m venv $(VENV)
 	@$(QUIETLY) "setup: pip" build/setup-pip.log -- $(PY) -m pip install --upgrade pip
-	@$(QUIETLY) "setup: $(TORCH_SPEC)" build/setup-deps.log -- $(PY) -m pip install $(TORCH_SPEC) -r requirements-dev.txt
+	@$(QUIETLY) "setup: $(TORCH_SPEC)" build/setup-deps.log -- $(PY) -m pip install --no-compile $(TORCH_SPEC) -r requirements-dev.txt
 	@touch $@
 
+# What the build is made with: a change (FORCE_CUDA=1 after a CPU build, say) rebuilds.
+# Without a visible GPU the CUDA kernels are built only with FORCE_CUDA=1 (setup.py says so in
+# one line); then for DEV_CUDA_ARCHS unless TORCH_CUDA_ARCH_LIST names others. A visible GPU
+# gets its own architectures. The CPU kernels: this processor's widest instruction set and the
+# portable ones (SYMFOCAL_CPU_ISAS=all, what CI and wheels build, adds the others). DEBUG=1 keeps
+# host debug info and CUDA line info (profilers, compute-sanitizer).
+BUILD_ENV := $(if $(FORCE_CUDA),FORCE_CUDA=$(FORCE_CUDA) TORCH_CUDA_ARCH_LIST="$(or $(TORCH_CUDA_ARCH_LIST),$(DEV_CUDA_ARCHS))") \
+	$(if $(SYMFOCAL_CPU_ONLY),SYMFOCAL_CPU_ONLY=$(SYMFOCAL_CPU_ONLY)) \
+	SYMFOCAL_CPU_ISAS=$(or $(SYMFOCAL_CPU_ISAS),$(if $(CI),all,native)) $(if $(DEBUG),SYMFOCAL_DEBUG_INFO=1) \
+	$(if $(SYMFOCAL_CUDA_VARIANTS),SYMFOCAL_CUDA_VARIANTS=1)
+BUILD_STAMP := build/.build-env
+$(shell mkdir -p build; [ "$$(cat $(BUILD_STAMP) 2>/dev/null)" = '$(strip $(BUILD_ENV))' ] || echo '$(strip $(BUILD_ENV))' > $(BUILD_STAMP))
+
 build: $(VENV)/.built
-$(VENV)/.built: $(VENV)/.deps $(SOURCES)
+$(VENV)/.built: $(VENV)/.deps $(SOURCES) $(BUILD_STAMP)
 	@# nvcc's resource report (registers, stack, spills) is checked by tests/test_cuda_build.py.
-	@TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$(DEV_CUDA_ARCHS)}" MAX_JOBS=$${MAX_JOBS:-2} SYMFOCAL_DEBUG_INFO=1 \
-		$(QUIETLY) "build" build/build.log -- $(PY) setup.py build_ext --inplace
+	@env $(BUILD_ENV) MAX_JOBS=$${MAX_JOBS:-2} $(QUIETLY) "build" build/build.log -- $(PY) setup.py build_ext --inplace
 	@# Kept apart: an incremental build that compiles no .cu file prints no report.
 	@if grep -q "ptxas info" build/build.log; then cp build/build.log build/ptxas.log; fi
 	@# Put the source tree on the venv's path (what `pip install -e .` does, without a second build).

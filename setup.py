@@ -71,24 +71,15 @@ def nvcc_version():
 
 
 def want_cuda():
-    if truthy("SYMFOCAL_CPU_ONLY"):
-        return False
-    have_nvcc = nvcc_version() is not None
-    if truthy("FORCE_CUDA"):
-        if not have_nvcc:
-            sys.exit("symfocal: FORCE_CUDA=1 but no nvcc was found; set CUDA_HOME to the CUDA toolkit.")
-        return True
-    if not have_nvcc or torch.version.cuda is None:
-        return False
-    nvcc, torch_cuda = nvcc_version(), torch.version.cuda
-    if int(torch_cuda.split(".")[0]) != nvcc[0]:
-        # Not asked for: a CPU build that works beats a stop (a CUDA tensor then gets an error that
-        # says how to get the kernels).
-        print(f"symfocal: nvcc is CUDA {nvcc[0]}.{nvcc[1]} but torch {torch.__version__} uses CUDA {torch_cuda}: "
-              f"building the CPU kernels only (a CUDA {torch_cuda.split('.')[0]}.x toolkit in CUDA_HOME builds "
-              "the CUDA kernels too; FORCE_CUDA=1 insists)")
-        return False
-    return True
+    """Whether to build the CUDA kernels (symfocal/_build.py's cuda_choice), said in one line."""
+    try:
+        build, line = symfocal_build.cuda_choice(
+            cpu_only=truthy("SYMFOCAL_CPU_ONLY"), force=truthy("FORCE_CUDA"), nvcc=nvcc_version(),
+            torch_cuda=torch.version.cuda, gpus=len(visible_gpus()))
+    except ValueError as exc:
+        sys.exit(f"symfocal: {exc}")
+    print(line)
+    return build
 
 
 def check_cuda_match(nvcc):
@@ -131,16 +122,28 @@ def visible_gpus():
     return [(torch.cuda.get_device_capability(i), torch.cuda.get_device_name(i)) for i in range(count)]
 
 
-# The CPU kernels once more for each wider instruction set, picked at run time
-# (csrc/cpu/dispatch.cpp); only these files get the ISA flags.
-ISA_KERNELS = {
-    "cpu/kernels_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
-    "cpu/softmax_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
+# Each loss family's CPU kernels, compiled once for any processor (the portable ones) and once more
+# for each wider x86 instruction set, picked at run time (csrc/cpu/dispatch.cpp); only these
+# files get the ISA flags.
+CPU_KERNELS = ("cpu/kernels", "cpu/softmax")
+ISA_FLAGS = {
+    "avx2": ["-mavx2", "-mfma", "-mf16c"],
     # GCC 12 warns falsely inside its own AVX-512 intrinsics (uninitialized __Y).
-    "cpu/kernels_avx512.cpp": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma",
-                               "-mf16c", "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c",
+               "-Wno-uninitialized", "-Wno-maybe-uninitialized"],
 }
-ISA_KERNELS["cpu/softmax_avx512.cpp"] = ISA_KERNELS["cpu/kernels_avx512.cpp"]
+
+
+def kernel_sources(machine, isas):
+    """{source: (optimization, ISA flags)} of the CPU kernels. On x86-64 the portable kernels are the
+    fallback for processors without AVX2 (and what ATEN_CPU_CAPABILITY=default tests): -O1 gives the same
+    results and halves the longest compile of the build (ATen's portable vectors are loops of scalars,
+    which -O3 unrolls everywhere). Elsewhere (aarch64) they are the kernels that run: -O3."""
+    portable_opt = "-O1" if machine == "x86_64" else "-O3"
+    sources = {f"{k}_default.cpp": (portable_opt, []) for k in CPU_KERNELS}
+    for isa in isas:
+        sources.update({f"{k}_{isa}.cpp": ("-O3", ISA_FLAGS[isa]) for k in CPU_KERNELS})
+    return sources
 
 
 def target_machine():
@@ -151,6 +154,14 @@ def target_machine():
     except (OSError, subprocess.CalledProcessError):
         return os.uname().machine
     return triple.strip().split("-")[0]
+
+
+def cpu_capability():
+    """ATen's reading of this processor ("AVX512", "AVX2", "DEFAULT"): what SYMFOCAL_CPU_ISAS=native builds."""
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return "DEFAULT"
 
 
 def debug_flags():
@@ -170,31 +181,44 @@ def cxx_standard():
 
 
 class BuildExtension(cpp_extension.BuildExtension):
-    """torch's builder, plus the per-ISA CPU kernels compiled with their own flags."""
+    """torch's builder, plus the CPU kernels compiled with their own flags, beside torch's own
+    compile of the other sources: both run at once, and the library is linked when all are done."""
 
     def build_extensions(self):
-        for ext in self.extensions:
-            def compile_isa(item):
-                source, isa_flags = item
-                flags = ["-O3", "-fPIC", "-fopenmp", "-fvisibility=hidden", cxx_standard(), *debug_flags(),
-                         *warning_flags(),
-                         *isa_flags,
-                         f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
-                return self.compiler.compile(
-                    [str(CSRC / source)], output_dir=self.build_temp,
-                    include_dirs=[str(CSRC.absolute()), *cpp_extension.include_paths()], extra_postargs=flags)
-
-            # Each ISA's kernels are a long compile of their own: run them side by side.
-            jobs = max(1, int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1))
-            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
-                for objects in pool.map(compile_isa, getattr(ext, "isa_sources", {}).items()):
-                    ext.extra_objects += objects
+        # torch routes the compiler's compile through one ninja file; the kernels' own compiles run
+        # beside it, so they take the plain one.
+        self.plain_compile = self.compiler.compile
         super().build_extensions()
-        for ext in self.extensions:
-            # Beside the library: what it was built for, readable before loading it
-            # (symfocal/_build.py checks it against the running torch).
-            Path(self.get_ext_fullpath(ext.name)).with_name(BUILD_INFO).write_text(
-                json.dumps(ext.build_facts, indent=2) + "\n")
+
+    def build_extension(self, ext):
+        def compile_kernels(source, opt, isa_flags):
+            flags = [opt, "-fPIC", "-fopenmp", "-fvisibility=hidden", cxx_standard(), *debug_flags(),
+                     *warning_flags(), *isa_flags,
+                     f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}"]
+            return self.plain_compile(
+                [str(CSRC / source)], output_dir=self.build_temp,
+                include_dirs=[str(CSRC.absolute()), *cpp_extension.include_paths()], extra_postargs=flags)
+
+        jobs = max(1, int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1))
+        link = self.compiler.link_shared_object
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            kernels = [pool.submit(compile_kernels, source, *how)
+                       for source, how in getattr(ext, "kernel_sources", {}).items()]
+
+            def link_with_kernels(objects, *args, **kwargs):
+                return link(list(objects) + [o for k in kernels for o in k.result()], *args, **kwargs)
+
+            self.compiler.link_shared_object = link_with_kernels
+            try:
+                super().build_extension(ext)
+            finally:
+                self.compiler.link_shared_object = link
+                for k in kernels:
+                    k.cancel()
+        # Beside the library: what it was built for, readable before loading it
+        # (symfocal/_build.py checks it against the running torch).
+        Path(self.get_ext_fullpath(ext.name)).with_name(BUILD_INFO).write_text(
+            json.dumps(ext.build_facts, indent=2) + "\n")
 
     def copy_extensions_to_source(self):
         """An in-place build copies the library into the source tree; its build info goes with it."""
@@ -205,18 +229,23 @@ class BuildExtension(cpp_extension.BuildExtension):
 
 def make_extension():
     cuda = want_cuda()
-    cpu_sources = ["ops.cpp", "problem.cpp", "softmax_ops.cpp", "softmax_problem.cpp", "module.cpp", "cpu/dispatch.cpp",
-                   "cpu/kernels_default.cpp", "cpu/softmax_default.cpp"]
+    cpu_sources = ["ops.cpp", "problem.cpp", "softmax_ops.cpp", "softmax_problem.cpp", "module.cpp", "cpu/dispatch.cpp"]
     machine = target_machine()
-    isa_sources = ISA_KERNELS if machine == "x86_64" else {}
-    isas = ["portable"] + list(dict.fromkeys(Path(source).stem.split("_")[-1] for source in isa_sources))
-    print(f"symfocal: CPU kernels for {machine}: {', '.join(isas)}")
+    try:
+        isas = symfocal_build.cpu_isa_choice(machine, os.environ.get("SYMFOCAL_CPU_ISAS", ""), cpu_capability())
+    except ValueError as exc:
+        sys.exit(f"symfocal: {exc}")
+    everything = "" if isas == symfocal_build.cpu_isa_choice(machine, "all", "") else \
+        " (SYMFOCAL_CPU_ISAS=all builds every one)"
+    print(f"symfocal: CPU kernels for {machine}: {', '.join(['portable', *isas])}{everything}")
     sources = [str(CSRC / s) for s in cpu_sources]
     # -fopenmp: at::parallel_for is inline and runs OpenMP in our own code.
-    cxx = ["-O3", "-fopenmp", "-fvisibility=hidden", *debug_flags(), *warning_flags()]
+    # The instruction sets dispatch.cpp may pick (ATen's choice, where it was built).
+    cxx = ["-O3", "-fopenmp", "-fvisibility=hidden", *debug_flags(), *warning_flags(),
+           *[f"-DSYMFOCAL_CPU_{isa.upper()}" for isa in isas]]
     nvcc_flags = []
     facts = {"symfocal": version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-             "cuda": None, "cuda_archs": None}
+             "cuda": None, "cuda_archs": None, "cpu_isas": ["portable", *isas]}
     if cuda:
         nvcc = nvcc_version()
         check_cuda_match(nvcc)
@@ -245,7 +274,6 @@ def make_extension():
         print(f"symfocal: building CUDA kernels (nvcc {nvcc[0]}.{nvcc[1]}, archs {archs}: {why})")
         ext = cpp_extension.CUDAExtension
     else:
-        print("symfocal: building the CPU kernels only")
         ext = cpp_extension.CppExtension
     extension = ext(
         "symfocal._C",
@@ -254,7 +282,7 @@ def make_extension():
         extra_compile_args={"cxx": cxx, "nvcc": nvcc_flags},
         extra_link_args=["-fopenmp"],
     )
-    extension.isa_sources = isa_sources
+    extension.kernel_sources = kernel_sources(machine, isas)
     extension.build_facts = facts
     return extension
 

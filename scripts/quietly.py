@@ -4,8 +4,8 @@ terminal (with how long it took), and the log's tail if it fails.
     python scripts/quietly.py LABEL LOG -- COMMAND...
 
 For the extension's build (setup.py build_ext) the stages are read off its output:
-configuration (its 'symfocal:' lines are shown), the per-ISA CPU kernels, the ninja
-compile and the link.
+configuration (its 'symfocal:' lines are shown), the compile (the CPU kernels per
+instruction set beside ninja's compile of the rest) and the link.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from pathlib import Path
 # Stages in order, each with a line that shows it has begun; the first runs from the start.
 STAGES = [
     ("set-up", None),
-    ("CPU kernels per instruction set", re.compile(r"-c \S*kernels_avx(2|512)\.cpp")),
-    ("compile (ninja)", re.compile(r"^\[\d+/\d+\]")),
+    ("compile", re.compile(r"^\[\d+/\d+\]|\s-c\s\S+\.(cpp|cu)\b")),
     ("link", re.compile(r"\s-shared\s")),
 ]
 

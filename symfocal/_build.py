@@ -171,3 +171,63 @@ def cuda_device_problem(index: int) -> str | None:
         return None  # unknown: the launch itself reports a missing kernel image
     return arch_problem(torch.cuda.get_device_capability(index), torch.cuda.get_device_name(index),
                         info["cuda_archs"])
+
+
+# ---- what a source build compiles ------------------------------------------------------------
+
+def cuda_choice(*, cpu_only: bool, force: bool, nvcc: tuple[int, int] | None, torch_cuda: str | None,
+                gpus: int) -> tuple[bool, str]:
+    """Whether a source build compiles the CUDA kernels, and the one line that says so and how to
+    get the other. torch's convention for extensions: the CUDA kernels where a GPU is visible (for its
+    architectures) or where FORCE_CUDA=1 asks (a GPU node's build made elsewhere, a wheel, CI). Without
+    either, nvcc would spend most of the build on code this machine cannot run.
+    Raises ValueError where FORCE_CUDA=1 cannot be honoured."""
+    if cpu_only:
+        return False, "symfocal: building the CPU kernels only (SYMFOCAL_CPU_ONLY=1)"
+    if force:
+        if nvcc is None:
+            raise ValueError("FORCE_CUDA=1 but no nvcc was found; set CUDA_HOME to the CUDA toolkit.")
+        return True, "symfocal: building the CPU and CUDA kernels (FORCE_CUDA=1; SYMFOCAL_CPU_ONLY=1 builds the CPU ones only)"
+    if torch_cuda is None:
+        return False, "symfocal: building the CPU kernels only: this torch has no CUDA"
+    if nvcc is None:
+        return False, ("symfocal: building the CPU kernels only: no nvcc found (set CUDA_HOME to a CUDA toolkit and "
+                       "FORCE_CUDA=1 for the CUDA kernels)")
+    major = torch_cuda.split(".")[0]
+    if int(major) != nvcc[0]:
+        # Not asked for: a CPU build that works beats a stop (a CUDA tensor then gets an error that
+        # says how to get the kernels).
+        return False, (f"symfocal: nvcc is CUDA {nvcc[0]}.{nvcc[1]} but torch uses CUDA {torch_cuda}: building the CPU "
+                       f"kernels only (a CUDA {major}.x toolkit in CUDA_HOME builds the CUDA kernels too; FORCE_CUDA=1 "
+                       "insists)")
+    if gpus == 0:
+        return False, ("symfocal: building the CPU kernels only: no GPU visible (FORCE_CUDA=1 builds the CUDA kernels "
+                       "too, as for a GPU node or a wheel)")
+    return True, (f"symfocal: building the CPU and CUDA kernels ({gpus} GPU{'s' if gpus > 1 else ''} visible; "
+                  "SYMFOCAL_CPU_ONLY=1 builds the CPU ones only)")
+
+
+# The CPU kernels' instruction sets beyond the portable ones, widest last, by the ATen capability
+# that runs them (csrc/engine/cpu/dispatch.cpp follows ATen's choice).
+X86_ISAS = ("avx2", "avx512")
+
+
+def cpu_isa_choice(machine: str, asked: str, capability: str) -> list[str]:
+    """The x86 instruction sets whose CPU kernels a build compiles, besides the portable ones.
+    `asked` is SYMFOCAL_CPU_ISAS: "" or "all" (what wheels and pip get: any x86 processor runs its
+    widest), "native" (only the widest that this processor runs, `capability` being ATen's
+    reading of it: a quicker build for this machine alone), or a list such as "avx2,avx512"."""
+    if machine != "x86_64":
+        return []
+    asked = asked.strip().lower()
+    if asked in ("", "all"):
+        return list(X86_ISAS)
+    if asked == "native":
+        widest = capability.strip().lower()
+        return [widest] if widest in X86_ISAS else []
+    chosen = [a for a in re.split(r"[,;\s]+", asked) if a]
+    unknown = [a for a in chosen if a not in X86_ISAS]
+    if unknown:
+        raise ValueError(f"SYMFOCAL_CPU_ISAS: {', '.join(unknown)} unknown; expected 'all', 'native' or a list of "
+                         f"{', '.join(X86_ISAS)}")
+    return [a for a in X86_ISAS if a in chosen]

@@ -31,6 +31,47 @@ def test_a_source_build_compiles_for_the_visible_gpus(asked, visible, expect, wh
     assert archs == expect and why in reason
 
 
+CUDA13 = dict(nvcc=(13, 0), torch_cuda="13.0")
+
+
+@pytest.mark.parametrize("options, build, says", [
+    (dict(cpu_only=True, force=False, gpus=1, **CUDA13), False, "SYMFOCAL_CPU_ONLY=1"),
+    # No GPU to run them: the CPU kernels only, and the line says how to get the CUDA ones.
+    (dict(cpu_only=False, force=False, gpus=0, **CUDA13), False, "no GPU visible (FORCE_CUDA=1 builds"),
+    (dict(cpu_only=False, force=True, gpus=0, **CUDA13), True, "FORCE_CUDA=1; SYMFOCAL_CPU_ONLY=1 builds the CPU"),
+    (dict(cpu_only=False, force=False, gpus=2, **CUDA13), True, "2 GPUs visible; SYMFOCAL_CPU_ONLY=1"),
+    (dict(cpu_only=False, force=False, gpus=1, nvcc=(13, 0), torch_cuda="12.4"), False, "FORCE_CUDA=1 insists"),
+    (dict(cpu_only=False, force=False, gpus=1, nvcc=None, torch_cuda="13.0"), False, "no nvcc found"),
+    (dict(cpu_only=False, force=False, gpus=0, nvcc=(13, 0), torch_cuda=None), False, "this torch has no CUDA"),
+])
+def test_the_cuda_kernels_are_built_where_they_run_or_where_asked(options, build, says):
+    built, line = _build.cuda_choice(**options)
+    assert built == build and says in line and "\n" not in line
+
+
+def test_force_cuda_without_nvcc_says_so():
+    with pytest.raises(ValueError, match="FORCE_CUDA=1 but no nvcc"):
+        _build.cuda_choice(cpu_only=False, force=True, nvcc=None, torch_cuda="13.0", gpus=0)
+
+
+@pytest.mark.parametrize("machine, asked, capability, isas", [
+    ("x86_64", "", "AVX512", ["avx2", "avx512"]),        # pip and wheels: every x86 processor
+    ("x86_64", "all", "AVX2", ["avx2", "avx512"]),
+    ("x86_64", "native", "AVX512", ["avx512"]),          # this processor's widest only
+    ("x86_64", "native", "AVX2", ["avx2"]),
+    ("x86_64", "native", "DEFAULT", []),
+    ("x86_64", "avx512, avx2", "DEFAULT", ["avx2", "avx512"]),
+    ("aarch64", "all", "DEFAULT", []),
+])
+def test_the_cpu_instruction_sets_a_build_compiles(machine, asked, capability, isas):
+    assert _build.cpu_isa_choice(machine, asked, capability) == isas
+
+
+def test_an_unknown_instruction_set_is_named():
+    with pytest.raises(ValueError, match="SYMFOCAL_CPU_ISAS: sse4 unknown"):
+        _build.cpu_isa_choice("x86_64", "avx2,sse4", "AVX2")
+
+
 def _fake_setuptools(tmp_path, version):
     package = tmp_path / "setuptools"
     package.mkdir()
@@ -105,6 +146,7 @@ def test_the_cpu_kernels_follow_the_compilers_target_not_the_host(tmp_path, trip
     fake.write_text(f"#!/bin/sh\n[ \"$1\" = -dumpmachine ] && echo {triple} && exit 0\nexit 1\n")
     fake.chmod(0o755)
     env = dict(os.environ, CXX=str(fake), SYMFOCAL_CPU_ONLY="1")
+    env.pop("SYMFOCAL_CPU_ISAS", None)
     result = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, text=True, capture_output=True,
                             env=env)
     assert result.returncode == 0, result.stderr
