@@ -95,7 +95,7 @@ mutate: $(VENV)/.deps
 sdist: $(VENV)/.deps
 	@rm -f $(SDIST)
 	SYMFOCAL_CPU_ONLY=1 $(PY) setup.py -q sdist -d dist
-	@test -f $(SDIST) && tar tzf $(SDIST) | grep -q "csrc/cuda/tile_pair_kernel.cuh" && echo "built $(SDIST)"
+	@test -f $(SDIST) && tar tzf $(SDIST) | grep -q "csrc/sigmoid/cuda/kernel.cuh" && echo "built $(SDIST)"
 
 define build_wheel  # $(1): local version label, $(2): environment for setup.py
 	rm -rf build/wheel-$(1) dist/symfocal-$(VERSION)+$(1)-*.whl

@@ -123,9 +123,9 @@ def visible_gpus():
 
 
 # Each loss family's CPU kernels, compiled once for any processor (the portable ones) and once more
-# for each wider x86 instruction set, picked at run time (csrc/cpu/dispatch.cpp); only these
+# for each wider x86 instruction set, picked at run time (csrc/engine/cpu/dispatch.cpp); only these
 # files get the ISA flags.
-CPU_KERNELS = ("cpu/kernels", "cpu/softmax")
+CPU_KERNELS = ("sigmoid/cpu/kernels", "softmax/cpu/kernels")
 ISA_FLAGS = {
     "avx2": ["-mavx2", "-mfma", "-mf16c"],
     # GCC 12 warns falsely inside its own AVX-512 intrinsics (uninitialized __Y).
@@ -229,7 +229,8 @@ class BuildExtension(cpp_extension.BuildExtension):
 
 def make_extension():
     cuda = want_cuda()
-    cpu_sources = ["ops.cpp", "problem.cpp", "softmax_ops.cpp", "softmax_problem.cpp", "module.cpp", "cpu/dispatch.cpp"]
+    cpu_sources = ["engine/module.cpp", "engine/cpu/dispatch.cpp", "sigmoid/ops.cpp", "sigmoid/problem.cpp",
+                   "softmax/ops.cpp", "softmax/problem.cpp"]
     machine = target_machine()
     try:
         isas = symfocal_build.cpu_isa_choice(machine, os.environ.get("SYMFOCAL_CPU_ISAS", ""), cpu_capability())
@@ -255,10 +256,10 @@ def make_extension():
             gencode = symfocal_build.gencode_flags(archs)
         except ValueError as exc:
             sys.exit(f"symfocal: {exc}")
-        sources += [str(p) for p in sorted((CSRC / "cuda").glob("*.cu"))] + [str(CSRC / "cuda" / "ops_cuda.cpp")]
+        sources += [str(p) for p in sorted(CSRC.glob("*/cuda/*.cu"))] + [str(CSRC / "engine" / "cuda" / "ops_cuda.cpp")]
         facts.update(cuda=f"{nvcc[0]}.{nvcc[1]}", cuda_archs=archs, cuda_variants=truthy("SYMFOCAL_CUDA_VARIANTS"))
         macros = ["-DSYMFOCAL_WITH_CUDA"]
-        # The kernel variants a first GPU run times (csrc/cuda/variants.h); `make gpu-check` only.
+        # The kernel variants a first GPU run times (csrc/sigmoid/cuda/variants.h); `make gpu-check` only.
         if truthy("SYMFOCAL_CUDA_VARIANTS"):
             macros.append("-DSYMFOCAL_CUDA_VARIANTS")
             print("symfocal: with the CUDA kernel variants (SYMFOCAL_CUDA_VARIANTS)")

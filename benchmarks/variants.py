@@ -1,4 +1,4 @@
-"""The CUDA kernels' design variants (csrc/cuda/variants.h), timed side by side.
+"""The CUDA kernels' design variants (csrc/sigmoid/cuda/variants.h), timed side by side.
 
 Each variant is the default kernel with one design choice changed: 2- and
 4-cell accesses or cell by cell, both tiles' loads in flight in backward or
@@ -147,7 +147,7 @@ def main(argv=None):
     args = parse_args(argv)
     listed = _ops.cuda_variants()
     names = [name for name, _, compiled in listed if compiled]
-    print("variants (csrc/cuda/variants.h):")
+    print("variants (csrc/sigmoid/cuda/variants.h):")
     for name, what, compiled in listed:
         print(f"  {name:20s} {'in this build' if compiled else 'NOT in this build'}: {what}")
     print("cases: " + ", ".join(f"[{B}, {L}, {L}] {x} + {t}" for x, t, B, L in CASES) + "; passes: " + ", ".join(PASSES))

@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "build" / "mutate"
 TREE = WORK / "tree"
 # A patch touching these needs a rebuild of symfocal._C. The CPU-only build has no CUDA code: the
-# emulator (tests/cuda_emulation.py) rebuilds itself when csrc/cuda changes.
+# emulator (tests/cuda_emulation.py) rebuilds itself when a csrc/*/cuda file changes.
 COMPILED = ("csrc/", "setup.py")
-NOT_IN_THE_CPU_BUILD = ("csrc/cuda/",)
+NOT_IN_THE_CPU_BUILD = ("csrc/engine/cuda/", "csrc/sigmoid/cuda/", "csrc/softmax/cuda/")
 
 
 @dataclass

@@ -42,7 +42,7 @@ def build_info() -> dict:
 
 
 def cuda_variants() -> list[tuple[str, str, bool]]:
-    """(name, what it changes, in this build) of each CUDA kernel variant (csrc/cuda/variants.h);
+    """(name, what it changes, in this build) of each CUDA kernel variant (csrc/sigmoid/cuda/variants.h);
     empty without the CUDA kernels. For benchmarks: every variant computes the same results."""
     return [tuple(v) for v in _C.cuda_variants()] if has_cuda_kernels() else []
 
@@ -104,7 +104,7 @@ if _C is not None:
 
     torch.library.register_autograd("symfocal::forward", _backward, setup_context=_setup_context)
 
-    # The CPU's training forward (csrc/ops.cpp): it also returns the gradient of
+    # The CPU's training forward (csrc/sigmoid/ops.cpp): it also returns the gradient of
     # the unnormalized focal sum, and backward only scales that one buffer. The
     # buffer is donated to backward: a caller of this internal op must not keep
     # its grad_unit output (sym_focal_loss drops it), since an eager backward
@@ -185,7 +185,7 @@ if _C is not None:
 
     torch.library.register_autograd("symfocal::backward", _no_double_backward, setup_context=_setup_nothing)
 
-    # ---- the softmax focal loss over bins (csrc/softmax_ops.cpp) -------------
+    # ---- the softmax focal loss over bins (csrc/softmax/ops.cpp) -------------
 
     SOFTMAX_OPTION_NAMES = ("mode", "gamma", "label_smoothing", "min_separation", "reduction", "normalize")
 

@@ -15,7 +15,7 @@ MODES = ("sum", "average", "pair", "upper", "none")
 REDUCTIONS = ("mean", "sum", "none")
 NORMALIZE = ("cells", "sample")
 INDEX_DTYPES = (torch.uint8, torch.int32, torch.int64)
-MAX_BINS = 128  # csrc/softmax.h, kMaxBins
+MAX_BINS = 128  # csrc/softmax/types.h, kMaxBins
 
 
 def check_softmax_options(*, mode, gamma, alpha, label_smoothing, min_separation, reduction, normalize, class_dim):

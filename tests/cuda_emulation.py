@@ -17,8 +17,8 @@ from symfocal._softmax_checks import channel_last, check_softmax_options, check_
 from symfocal.functional import op_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = [ROOT / "tests" / "cuda_emulator" / "emulator.cpp", ROOT / "csrc" / "problem.cpp",
-           ROOT / "csrc" / "softmax_problem.cpp"]
+SOURCES = [ROOT / "tests" / "cuda_emulator" / name for name in ("emulator.cpp", "sigmoid_problem.cpp",
+                                                                 "softmax_problem.cpp")]
 
 
 def cuda_include_dir() -> Path | None:
@@ -104,7 +104,7 @@ def access_counts() -> tuple[int, int]:
 
 
 def variants() -> list[str]:
-    """The kernel variants of csrc/cuda/variants.h ("default" first)."""
+    """The kernel variants of csrc/sigmoid/cuda/variants.h ("default" first)."""
     return list(module().variants())
 
 

@@ -277,7 +277,7 @@ def test_the_variants_are_the_ones_the_library_lists():
 @needs_cuda_headers
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_matches_the_reference(variant):
-    """Each design variant a first GPU run times (csrc/cuda/variants.h) computes the same loss: the
+    """Each design variant a first GPU run times (csrc/sigmoid/cuda/variants.h) computes the same loss: the
     reference's to float32 rounding, and per cell bitwise the default variant's."""
     kernels = Kernels("cpu", cuda_emulation.sym_focal_loss)
     x, t = random_inputs((2, 70, 70), target="soft")

@@ -20,7 +20,7 @@ LOG = ROOT / "build" / "ptxas.log"
 NVCC = shutil.which("nvcc", path="/usr/local/cuda/bin") or shutil.which("nvcc")
 MAIN_KERNELS = ("tile_pair_kernel", "finalize_kernel", "finalize_chunks_kernel", "softmax_pairs_kernel",
                 "softmax_sample_sums_kernel", "softmax_reduce_kernel")
-# The design variants of a SYMFOCAL_CUDA_VARIANTS build (csrc/cuda/variants.h) are measured,
+# The design variants of a SYMFOCAL_CUDA_VARIANTS build (csrc/sigmoid/cuda/variants.h) are measured,
 # spills and all (three-blocks caps the registers on purpose), not held to this.
 VARIANT_SHAPES = ("SerialLoadsShape", "ThreeBlocksShape", "HalfThreadsShape")
 
@@ -34,7 +34,7 @@ def resource_report(*, fresh=False):
     if NVCC is None:
         pytest.skip("no build log with a resource report and no nvcc")
     report = ""
-    for source in sorted((ROOT / "csrc" / "cuda").glob("*.cu")):
+    for source in sorted((ROOT / "csrc").glob("*/cuda/*.cu")):
         out = subprocess.run([NVCC, "-std=c++17", "-O3", "-arch=sm_90", "-cubin", "-o", "/dev/null", "-Xptxas=-v",
                               "-I", str(ROOT / "csrc"), str(source)], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""The softmax focal loss's CUDA kernels (csrc/cuda/softmax_kernel.cuh) against the float64
+"""The softmax focal loss's CUDA kernels (csrc/softmax/cuda/kernel.cuh) against the float64
 reference: on a GPU, and on the CPU through tests/cuda_emulator (which also fails a launch on
 any access outside its tensors, any shuffle not every lane reaches and any barrier in
 divergent code)."""

@@ -4,7 +4,7 @@
 // on the argument (deterministic, so results stay bitwise reproducible). A
 // formula that is accurate only with an exact exp or log fails the float32
 // comparisons against the float64 reference here, as it would on a GPU.
-// Included by emulator.cpp before any kernel header (focal_math.h picks the
+// Included by emulator.cpp before any kernel header (sigmoid/math.h picks the
 // SYMFOCAL_DEVICE_* macros up).
 #pragma once
 

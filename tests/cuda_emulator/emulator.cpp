@@ -2,20 +2,20 @@
 // the same host code (op_impl.h, problem.cpp) and the same kernels as the
 // CUDA build, launched by an emulator instead of a GPU. A test module, built
 // by tests/cuda_emulation.py; symfocal itself never loads it.
-// The device's float math with its error model, before anything includes focal_math.h.
+// The device's float math with its error model, before anything includes sigmoid/math.h.
 #include "device_math.h"
 
 #include <torch/extension.h>
 
 #include <stdexcept>
 
-#include "op_impl.h"
-#include "softmax_op_impl.h"
+#include "sigmoid/op_impl.h"
+#include "softmax/op_impl.h"
 // After every torch header: the shim redefines CUDA's keywords.
 #include "device_shim.h"
-#include "cuda/finalize_kernel.cuh"
-#include "cuda/softmax_kernel.cuh"
-#include "cuda/tile_pair_kernel.cuh"
+#include "sigmoid/cuda/finalize_kernel.cuh"
+#include "softmax/cuda/kernel.cuh"
+#include "sigmoid/cuda/kernel.cuh"
 
 namespace symfocal {
 namespace {
@@ -108,7 +108,7 @@ struct EmulatedBackend {
   }
 };
 
-// softmax_kernel.cuh's launcher on the emulator.
+// softmax/cuda/kernel.cuh's launcher on the emulator.
 struct EmulatedSoftmaxLauncher {
   void pairs(cuda::detail::SoftmaxPairsKernel kernel, const SoftmaxProblem& pb, int64_t units,
              const SoftmaxGradSource& src, void* out, double* partials) {
@@ -256,7 +256,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     for (int i = 0; i < static_cast<int>(symfocal::cuda::Variant::kCount); ++i)
       names.emplace_back(symfocal::cuda::variant_info(static_cast<symfocal::cuda::Variant>(i)).name);
     return names;
-  }, "the kernel variants (csrc/cuda/variants.h)");
+  }, "the kernel variants (csrc/sigmoid/cuda/variants.h)");
   m.def("set_variant", [](const std::string& name) {
     if (!symfocal::cuda::set_variant(symfocal::cuda::variant_named(name.c_str())))
       throw std::invalid_argument("no kernel variant named '" + name + "'");

@@ -1,3 +1,0 @@
-// The CPU kernels for any processor: ATen's portable vector type.
-#define CPU_CAPABILITY DEFAULT
-#include "kernels_impl.h"

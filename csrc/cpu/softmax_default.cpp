@@ -1,3 +1,0 @@
-// The softmax CPU kernels for any processor: ATen's portable vector type.
-#define CPU_CAPABILITY DEFAULT
-#include "softmax_kernels_impl.h"

@@ -1,7 +1,0 @@
-// The SerialLoadsShape kernels of variants.h (float accumulation), in a build with
-// SYMFOCAL_CUDA_VARIANTS only (`make gpu-check`); a file each, so that they compile side by side.
-#include "tile_pairs_launch.cuh"
-
-#if defined(SYMFOCAL_CUDA_VARIANTS)
-SYMFOCAL_TILE_PAIRS(kBackward, float, SerialLoadsShape);
-#endif

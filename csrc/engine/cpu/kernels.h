@@ -1,0 +1,49 @@
+// The CPU kernels' entry points. Each instruction set gets its own copy in a
+// namespace named after it (kernels_<isa>.cpp); the unqualified names below
+// are the run-time dispatch of dispatch.cpp.
+#pragma once
+
+#include "softmax/types.h"
+#include "engine/types.h"
+
+namespace symfocal {
+namespace cpu {
+
+// Per-tile-pair partial sums into partials[item * kNumStats + stat] and,
+// when loss_map is not null, the per-cell loss map; when grad_unit is not
+// null, the gradient of the unnormalized focal sum (all in [batch, L, L],
+// contiguous, the logits dtype). At most one of the two is not null.
+void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit);
+
+// grad_logits ([batch, L, L], contiguous, the logits dtype) in one pass.
+void backward(const Problem& pb, const GradSource& src, void* grad);
+
+// The softmax focal loss over bins (softmax/cpu/kernels_impl.h): per-tile-pair
+// partials [item, kNumSoftmaxPartials]; when loss_map ([batch, L, L]) is not
+// null, the per-cell losses; when grad_unit ([batch, L, L, bins]) is not null,
+// the gradient of each sample's unnormalized loss sum. Both contiguous, the
+// logits dtype; at most one of them not null.
+void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit);
+
+// grad_logits ([batch, L, L, bins], contiguous, the logits dtype) in one pass.
+void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad);
+
+// Name of the instruction set the dispatch picked ("avx512", "avx2", "default").
+const char* isa_in_use();
+
+#define SYMFOCAL_DECLARE_CPU_KERNELS(ISA)                                  \
+  namespace ISA {                                                          \
+  void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit); \
+  void backward(const Problem& pb, const GradSource& src, void* grad);     \
+  void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit); \
+  void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad); \
+  }
+SYMFOCAL_DECLARE_CPU_KERNELS(DEFAULT)
+#if defined(__x86_64__)
+SYMFOCAL_DECLARE_CPU_KERNELS(AVX2)
+SYMFOCAL_DECLARE_CPU_KERNELS(AVX512)
+#endif
+#undef SYMFOCAL_DECLARE_CPU_KERNELS
+
+}  // namespace cpu
+}  // namespace symfocal

@@ -1,0 +1,4 @@
+// The backward tile-pair kernels for float accumulation (see sigmoid/cuda/kernel.cuh, sigmoid/cuda/kernel_launch.cuh).
+#include "sigmoid/cuda/kernel_launch.cuh"
+
+SYMFOCAL_TILE_PAIRS(kBackward, float, DefaultShape);

@@ -1,0 +1,252 @@
+// The formulas of SPEC.md, written once for both kernels.
+//
+// Every function is a template over the value type V: `float` or `double` in
+// the CUDA kernels (one cell a thread), at::vec::Vectorized<float|double> in
+// the CPU kernels (engine/cpu/vec_math.h declares the vector overloads of the
+// sf_* primitives before including this file). The formulas only use
+// + - * /, comparisons and the primitives below.
+#pragma once
+
+#include <cmath>
+
+#include "engine/types.h"
+
+namespace symfocal {
+
+// ---- scalar primitives -----------------------------------------------------
+// On the GPU the float exp and log are CUDA's fast intrinsics, whose errors
+// (CUDA C++ Programming Guide, "Intrinsic Functions") are:
+//   __expf(x): at most 2 + floor(1.173 |x|) ulp. Its arguments here are -|z|
+//     and gamma log(1 - p_t): a relative error below about 1.5e-5 where the
+//     result is still a normal float, and of 2.4e-6 for |x| <= 16.
+//   __logf(x): at most 2^-21.41 absolute for x in [0.5, 2], else 3 ulp. Used
+//     only for log(1 - p_t) in the general-gamma factor, where an absolute
+//     error of the log is a relative one of the factor.
+// log1p(e) of the softplus needs a relative error, and __logf(1 + e) has an
+// absolute one: 3.5e-7 / e relative, 40 % at |z| = 14. It takes the
+// full-precision logf (1 ulp) instead: sf_log_accurate. (log1pf, as accurate,
+// costs 18 more registers a thread in the tile-pair kernels, measured with
+// nvcc 13.0 for sm_90: 96 against 78 in the forward, one block an SM fewer.)
+// tests/cuda_emulator defines the SYMFOCAL_DEVICE_* macros itself, with each
+// function's documented error, to run the same choices on the CPU.
+#if defined(__CUDA_ARCH__)
+#define SYMFOCAL_DEVICE_EXPF(x) __expf(x)
+#define SYMFOCAL_DEVICE_LOGF(x) __logf(x)
+#define SYMFOCAL_DEVICE_LOGF_ACCURATE(x) logf(x)
+#endif
+#if defined(SYMFOCAL_DEVICE_EXPF)
+SYMFOCAL_HOST_DEVICE float sf_exp(float x) { return SYMFOCAL_DEVICE_EXPF(x); }
+SYMFOCAL_HOST_DEVICE float sf_log(float x) { return SYMFOCAL_DEVICE_LOGF(x); }
+SYMFOCAL_HOST_DEVICE float sf_log_accurate(const float& x) { return SYMFOCAL_DEVICE_LOGF_ACCURATE(x); }
+#else
+SYMFOCAL_HOST_DEVICE float sf_exp(float x) { return std::exp(x); }
+SYMFOCAL_HOST_DEVICE float sf_log(float x) { return std::log(x); }
+#endif
+SYMFOCAL_HOST_DEVICE double sf_exp(double x) { return ::exp(x); }
+SYMFOCAL_HOST_DEVICE double sf_log(double x) { return ::log(x); }
+// (After every scalar sf_log: a template finds only the overloads declared before it.)
+// A log with a relative error of a few ulp: sf_log itself but for the device's float.
+template <typename V>
+SYMFOCAL_HOST_DEVICE V sf_log_accurate(const V& x) {
+  return sf_log(x);
+}
+SYMFOCAL_HOST_DEVICE float sf_abs(float x) { return x < 0.0f ? -x : x; }
+SYMFOCAL_HOST_DEVICE double sf_abs(double x) { return x < 0.0 ? -x : x; }
+SYMFOCAL_HOST_DEVICE float sf_max(float a, float b) { return a > b ? a : b; }
+SYMFOCAL_HOST_DEVICE double sf_max(double a, double b) { return a > b ? a : b; }
+SYMFOCAL_HOST_DEVICE float sf_select(bool c, float a, float b) { return c ? a : b; }
+SYMFOCAL_HOST_DEVICE double sf_select(bool c, double a, double b) { return c ? a : b; }
+
+// ---- the focal term of one cell ----------------------------------------------
+
+// The options of the focal term, broadcast once into the value type.
+template <typename V>
+struct FocalCoefs {
+  V alpha, one_minus_alpha, gamma, pos_weight;
+  bool has_alpha;
+  explicit SYMFOCAL_HOST_DEVICE FocalCoefs(const Params& p)
+      : alpha(V(p.alpha)),
+        one_minus_alpha(V(1.0 - p.alpha)),
+        gamma(V(p.gamma)),
+        pos_weight(V(p.pos_weight)),
+        has_alpha(p.has_alpha) {}
+};
+
+// What FL(z, .) needs of the logit alone: computed once per logit and shared
+// by the targets it meets (two in modes average and pair).
+template <typename V>
+struct LogitTerms {
+  V p, q;                          // sigmoid(z), 1 - sigmoid(z)
+  V softplus_pos, softplus_neg;    // -log(1 - p), -log p
+};
+
+// log1p(e) for e in (0, 1], given u = 1 + e and r = 1 / u: log(u) with the
+// rounding of u = 1 + e undone, to a few ulp relative.
+template <typename V>
+SYMFOCAL_HOST_DEVICE V log1p_small(const V& e, const V& u, const V& r) {
+  return sf_log_accurate(u) - ((u - V(1.0)) - e) * r;
+}
+
+// Finite for every finite z: sigmoid and its complement both come from
+// e = exp(-|z|) in (0, 1], so neither cancels to 0 early and nothing
+// overflows; log p and log(1 - p) are -softplus(-z) and -softplus(z), with
+// log1p(e) accurate for small e (no epsilon clamp).
+template <typename V>
+SYMFOCAL_HOST_DEVICE LogitTerms<V> logit_terms(const V& z) {
+  const V zero(0.0), one(1.0);
+  const V e = sf_exp(zero - sf_abs(z));
+  const V u = one + e;
+  const V r = one / u;
+  const auto nonneg = z >= zero;
+  LogitTerms<V> lt;
+  lt.p = sf_select(nonneg, r, e * r);
+  lt.q = sf_select(nonneg, e * r, r);
+  const V log1p_e = log1p_small(e, u, r);
+  lt.softplus_pos = sf_max(z, zero) + log1p_e;
+  lt.softplus_neg = sf_max(zero - z, zero) + log1p_e;
+  return lt;
+}
+
+// FL(z, t) and dFL/dz from the logit's terms and the (already smoothed)
+// target t, for every gamma >= 0:
+//   d/dz (1 - p_t)^gamma = gamma (1 - p_t)^(gamma - 1) (1 - 2t) p (1 - p)
+// is formed as gamma (1 - p_t)^gamma / (1 - p_t) * ..., and taken as 0 where
+// 1 - p_t == 0 (then p (1 - p) == 0 too), so 0 < gamma < 1 never meets inf * 0.
+template <GammaKind G, typename V>
+SYMFOCAL_HOST_DEVICE void focal_from(const LogitTerms<V>& lt, const V& t, const FocalCoefs<V>& k, V& loss,
+                                     V& dloss) {
+  const V zero(0.0), one(1.0), two(2.0);
+  const V one_minus_t = one - t;
+  const V wt = k.pos_weight * t;
+  const V ce = wt * lt.softplus_neg + one_minus_t * lt.softplus_pos;
+  const V dce = one_minus_t * lt.p - wt * lt.q;
+  const V a_t = k.has_alpha ? k.alpha * t + k.one_minus_alpha * one_minus_t : one;
+
+  if (G == GammaKind::kZero) {
+    loss = a_t * ce;
+    dloss = a_t * dce;
+    return;
+  }
+  const V m = lt.p * one_minus_t + lt.q * t;  // 1 - p_t
+  const V dm = (one - two * t) * lt.p * lt.q;  // d(1 - p_t)/dz
+  V mod, dmod;                                 // (1 - p_t)^gamma and its derivative
+  if (G == GammaKind::kOne) {
+    mod = m;
+    dmod = dm;
+  } else if (G == GammaKind::kTwo) {
+    mod = m * m;
+    dmod = two * m * dm;
+  } else {
+    mod = sf_exp(k.gamma * sf_log(m));  // m == 0 gives exp(-inf) == 0
+    dmod = k.gamma * dm * sf_select(m > zero, mod / m, zero);
+  }
+  loss = a_t * mod * ce;
+  dloss = a_t * (mod * dce + dmod * ce);
+}
+
+// FL(z, t) and dFL/dz for logit z and (already smoothed) target t.
+template <GammaKind G, typename V>
+SYMFOCAL_HOST_DEVICE void focal_term(const V& z, const V& t, const FocalCoefs<V>& k, V& loss, V& dloss) {
+  focal_from<G>(logit_terms(z), t, k, loss, dloss);
+}
+
+// ---- one unordered pair of cells (i, j) and (j, i) ---------------------------
+//
+// xa = x_ij, xb = x_ji, ta = y_ij, tb = y_ji; wa, wb weigh the loss terms of
+// the two cells (validity times the gradient scale). Returns the weighted
+// loss of each cell and the gradient of wa*l_ij + wb*l_ji with respect to
+// xa and xb: in modes average and pair a logit collects from both cells.
+template <Mode M, GammaKind G, typename V>
+SYMFOCAL_HOST_DEVICE void pair_focal(const V& xa, const V& xb, const V& ta, const V& tb, const V& wa,
+                                     const V& wb, const FocalCoefs<V>& k, V& la, V& lb, V& ga,
+                                     V& gb) {
+  const V half(0.5);
+  if (M == Mode::kAverage) {
+    const LogitTerms<V> s = logit_terms((xa + xb) * half);
+    V fa, da, fb, db;
+    focal_from<G>(s, ta, k, fa, da);
+    focal_from<G>(s, tb, k, fb, db);
+    la = wa * fa;
+    lb = wb * fb;
+    ga = half * (wa * da + wb * db);
+    gb = ga;
+  } else if (M == Mode::kPair) {
+    const LogitTerms<V> a = logit_terms(xa), b = logit_terms(xb);
+    V f_aa, d_aa, f_ba, d_ba, f_bb, d_bb, f_ab, d_ab;  // f_<logit><target>
+    focal_from<G>(a, ta, k, f_aa, d_aa);
+    focal_from<G>(b, ta, k, f_ba, d_ba);
+    focal_from<G>(b, tb, k, f_bb, d_bb);
+    focal_from<G>(a, tb, k, f_ab, d_ab);
+    la = half * wa * (f_aa + f_ba);
+    lb = half * wb * (f_bb + f_ab);
+    ga = half * (wa * d_aa + wb * d_ab);
+    gb = half * (wa * d_ba + wb * d_bb);
+  } else {  // none, upper: each cell on its own
+    V fa, da, fb, db;
+    focal_term<G>(xa, ta, k, fa, da);
+    focal_term<G>(xb, tb, k, fb, db);
+    la = wa * fa;
+    lb = wb * fb;
+    ga = wa * da;
+    gb = wb * db;
+  }
+}
+
+// ---- the symmetry penalty rho(d), d = x_ij - x_ji ------------------------------
+template <typename V>
+SYMFOCAL_HOST_DEVICE void penalty_term(const V& d, Penalty kind, const V& delta, V& rho, V& drho) {
+  const V zero(0.0), one(1.0), half(0.5), two(2.0);
+  const V ad = sf_abs(d);
+  // sign(d), with 0 at d == 0 (the subgradient SPEC.md asks for in l1).
+  const V sign = sf_select(d > zero, one, sf_select(d < zero, zero - one, zero));
+  if (kind == Penalty::kL1) {
+    rho = ad;
+    drho = sign;
+  } else if (kind == Penalty::kL2) {
+    rho = d * d;
+    drho = two * d;
+  } else {
+    const auto quadratic = ad <= delta;
+    rho = sf_select(quadratic, half * d * d, delta * (ad - half * delta));
+    drho = sf_select(quadratic, d, delta * sign);
+  }
+}
+
+// Label smoothing: t <- t (1 - eps) + eps / 2, its coefficients formed once.
+template <typename V>
+struct TargetSmoothing {
+  V keep, shift;
+  explicit SYMFOCAL_HOST_DEVICE TargetSmoothing(double eps) : keep(V(1.0 - eps)), shift(V(0.5 * eps)) {}
+  SYMFOCAL_HOST_DEVICE V operator()(const V& t) const { return t * keep + shift; }
+};
+
+SYMFOCAL_HOST_DEVICE GammaKind gamma_kind_of(double gamma) {
+  if (gamma == 0.0) return GammaKind::kZero;
+  if (gamma == 1.0) return GammaKind::kOne;
+  if (gamma == 2.0) return GammaKind::kTwo;
+  return GammaKind::kGeneral;
+}
+
+// The final value of a mean/sum reduction from the statistics of SPEC.md;
+// a term with a zero count is 0, never NaN.
+SYMFOCAL_HOST_DEVICE double reduce_stats(const double* s, Reduction red, double lambda) {
+  if (red == Reduction::kSum) return s[kFocalSum] + lambda * s[kPenaltySum];
+  const double focal = s[kCellCount] > 0 ? s[kFocalSum] / s[kCellCount] : 0.0;
+  const double pen = s[kPairCount] > 0 ? s[kPenaltySum] / s[kPairCount] : 0.0;
+  return focal + lambda * pen;
+}
+
+// d loss / d (focal term of a cell) and d loss / d rho(pair), per unit of the
+// incoming gradient, for the mean/sum reductions.
+SYMFOCAL_HOST_DEVICE void reduction_scales(const double* s, Reduction red, double lambda,
+                                           double& focal_scale, double& penalty_scale) {
+  if (red == Reduction::kMean) {
+    focal_scale = s[kCellCount] > 0 ? 1.0 / s[kCellCount] : 0.0;
+    penalty_scale = s[kPairCount] > 0 ? lambda / s[kPairCount] : 0.0;
+  } else {
+    focal_scale = 1.0;
+    penalty_scale = lambda;
+  }
+}
+
+}  // namespace symfocal

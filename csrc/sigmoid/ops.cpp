@@ -1,0 +1,100 @@
+// The op schemas and their CPU implementation.
+#include <torch/library.h>
+
+#include "engine/cpu/kernels.h"
+#include "sigmoid/math.h"
+#include "sigmoid/op_impl.h"
+
+namespace symfocal {
+namespace {
+
+struct CpuBackend {
+  struct Guard {
+    explicit Guard(const c10::Device&) {}
+  };
+
+  static int64_t scratch_rows(int64_t) { return 0; }
+
+  static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
+                      void* loss_scalar) {
+    if (items > 0) cpu::forward(pb, loss_map, partials, nullptr);
+    finalize(pb, partials, items, stats, loss_scalar);
+  }
+
+  static void finalize(const Problem& pb, const double* partials, int64_t items, double* stats, void* loss_scalar) {
+    // Summed in item order, whatever the thread count: bitwise reproducible.
+    for (int s = 0; s < kNumStats; ++s) stats[s] = 0.0;
+    for (int64_t i = 0; i < items; ++i)
+      for (int s = 0; s < kNumStats; ++s) stats[s] += partials[i * kNumStats + s];
+    const double value = reduce_stats(stats, pb.params.reduction, pb.params.symmetry_weight);
+    if (pb.logits_dtype == DType::kFloat64) {
+      *static_cast<double*>(loss_scalar) = value;
+    } else {
+      *static_cast<float*>(loss_scalar) = static_cast<float>(value);
+    }
+  }
+
+  static void backward(const Problem& pb, const GradSource& src, void* grad) {
+    if (num_work_items(pb) > 0) cpu::backward(pb, src, grad);
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits, const at::Tensor& target,
+                                               const std::optional<at::Tensor>& lengths,
+                                               const std::optional<at::Tensor>& mask,
+                                               SYMFOCAL_OPTION_PARAMS) {
+  return forward_op<CpuBackend>(logits, target, lengths, mask, SYMFOCAL_OPTION_ARGS);
+}
+
+// The CPU's training forward: the math of the gradient shares the exp and log
+// of the loss, so the forward pass also writes the gradient of the unnormalized
+// focal sum; backward then only scales it (symfocal/_ops.py). On the CPU this
+// halves the work of forward+backward; the saved buffer replaces the inputs.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tensor& logits, const at::Tensor& target,
+                                                                 const std::optional<at::Tensor>& lengths,
+                                                                 const std::optional<at::Tensor>& mask,
+                                                                 SYMFOCAL_OPTION_PARAMS) {
+  const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
+  TORCH_CHECK_VALUE(params.reduction != Reduction::kNone && params.symmetry_weight == 0.0,
+                    "symfocal: forward_train serves reductions 'mean' and 'sum' without a symmetry penalty");
+  PreparedCall call = prepare(logits, target, lengths, mask, params);
+  const int64_t items = num_work_items(call.pb);
+  ForwardOutputs out(logits, params, items, CpuBackend::scratch_rows(items));
+  at::Tensor grad_unit = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
+  if (items > 0) cpu::forward(call.pb, nullptr, out.partials.data_ptr<double>(), grad_unit.data_ptr());
+  CpuBackend::finalize(call.pb, out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),
+                       out.loss_scalar.data_ptr());
+  if (items == 0) grad_unit.zero_();
+  return {out.loss(), out.stats, grad_unit};
+}
+
+at::Tensor backward_cpu(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
+                        const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
+                        const at::Tensor& stats, SYMFOCAL_OPTION_PARAMS) {
+  return backward_op<CpuBackend>(grad, logits, target, lengths, mask, stats, SYMFOCAL_OPTION_ARGS);
+}
+
+}  // namespace
+}  // namespace symfocal
+
+#define SYMFOCAL_OPTION_SCHEMA                                                                \
+  "str mode, float? alpha, float gamma, float pos_weight, float label_smoothing, "          \
+  "int min_separation, float symmetry_weight, str penalty, float huber_delta, str reduction"
+
+TORCH_LIBRARY(symfocal, m) {
+  // loss: a scalar (float32, float64 for float64 logits) or, for reduction
+  // 'none', the per-cell map; stats: float64 [focal sum, cells, penalty sum, pairs].
+  m.def("forward(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, " SYMFOCAL_OPTION_SCHEMA
+        ") -> (Tensor loss, Tensor stats)");
+  // forward plus the gradient of the unnormalized focal sum (CPU; mean/sum, no penalty).
+  m.def("forward_train(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, " SYMFOCAL_OPTION_SCHEMA
+        ") -> (Tensor loss, Tensor stats, Tensor grad_unit)");
+  m.def("backward(Tensor grad, Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, "
+        "Tensor stats, " SYMFOCAL_OPTION_SCHEMA ") -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(symfocal, CPU, m) {
+  m.impl("forward", &symfocal::forward_cpu);
+  m.impl("forward_train", &symfocal::forward_train_cpu);
+  m.impl("backward", &symfocal::backward_cpu);
+}

@@ -1,0 +1,3 @@
+// The sigmoid problem (csrc/sigmoid/problem.cpp) in a file of its own name: torch's JIT builder names
+// objects after their sources' base names, and both families' are problem.cpp.
+#include "sigmoid/problem.cpp"
