@@ -4,7 +4,7 @@ Each variant is the default kernel with one design choice changed: 2- and
 4-cell accesses or cell by cell, both tiles' loads in flight in backward or
 one after the other, 2 or 3 blocks an SM, 256 or 128 threads a tile pair, and
 the forward's sums added in two levels or by one block. All of them compute
-the same results (tests/test_cuda.py runs each through the emulator); this
+the same results (tests/test_sigmoid_cuda.py runs each through the emulator); this
 says which is fastest on the GPU at hand.
 
 For each case and pass (forward, backward, forward+backward) the variants run

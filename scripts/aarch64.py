@@ -8,7 +8,7 @@ its CUDA libraries, then run CPU tests with Debian's aarch64 Python 3.11 under q
 `pip install --target --platform`, the Python and its libraries with `apt-get download`.
 
     python scripts/aarch64.py                 # fetch, build, test; a row in the compat table
-    python scripts/aarch64.py --tests tests/test_fused.py
+    python scripts/aarch64.py --tests tests/test_sigmoid.py
 
 Needs (Debian, as root): dpkg --add-architecture arm64 && apt-get update &&
 apt-get install g++-aarch64-linux-gnu qemu-user

@@ -76,7 +76,7 @@ mkdir -p build && cp "$OUT/build.log" build/ptxas.log   # the report tests/test_
 
 step "CUDA tests"
 # -m "not emulated": the CPU emulation of the same tests is CI's job, not this machine's minutes.
-run "CUDA tests" 180 test_cuda.log $PY -m pytest -q -x -m "not emulated" -p no:cacheprovider tests/test_cuda.py \
+run "CUDA tests" 180 test_cuda.log $PY -m pytest -q -x -m "not emulated" -p no:cacheprovider tests/test_sigmoid_cuda.py \
   tests/test_softmax_cuda.py tests/test_cuda_build.py
 
 cat > "$OUT/sanitize_case.py" <<'PY'

@@ -3,8 +3,8 @@
 
 from . import reference
 from ._ops import available as extension_available
-from .distogram import distogram_bins, sym_softmax_focal_loss
-from .functional import num_valid_cells, sym_focal_loss
+from .softmax import distogram_bins, sym_softmax_focal_loss
+from .sigmoid import num_valid_cells, sym_focal_loss
 from .loss import SymFocalLoss, SymSoftmaxFocalLoss
 from .symmetrize import better_half, symmetrize
 from .version import __version__

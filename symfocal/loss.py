@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_options
+from ._sigmoid_checks import check_options
 from ._softmax_checks import check_softmax_options
-from .distogram import sym_softmax_focal_loss
-from .functional import sym_focal_loss
+from .softmax import sym_softmax_focal_loss
+from .sigmoid import sym_focal_loss
 
 __all__ = ["SymFocalLoss", "SymSoftmaxFocalLoss"]
 

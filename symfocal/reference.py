@@ -14,7 +14,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_inputs
+from ._sigmoid_checks import check_inputs
 from ._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
 
 __all__ = ["sym_focal_loss", "focal_term", "valid_cells", "sym_softmax_focal_loss", "softmax_focal_term"]

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch.utils import cpp_extension
 
-from symfocal._checks import check_inputs
+from symfocal._sigmoid_checks import check_inputs
 from symfocal._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
-from symfocal.functional import op_arguments
+from symfocal.sigmoid import op_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "tests" / "cuda_emulator" / name for name in ("emulator.cpp", "sigmoid_problem.cpp",

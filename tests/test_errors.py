@@ -118,7 +118,7 @@ def test_lengths_out_of_range_is_safe_without_validation():
 
 def test_device_mismatch_on_meta(loss_fn):
     # Tensors on different devices, without a GPU: the meta device against the CPU
-    # (tests/test_cuda.py repeats this with a GPU).
+    # (tests/test_sigmoid_cuda.py repeats this with a GPU).
     x, t = _xt()
     with pytest.raises(ValueError, match="target"):
         loss_fn(x.to("meta"), t)

@@ -132,10 +132,10 @@ def without_extension(monkeypatch):
 
 
 def test_fallback_warns_once_and_matches(without_extension):
-    from symfocal import functional
+    from symfocal import sigmoid
     x, t = random_inputs((2, 12, 12), dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match="reference"):
-        a = functional.sym_focal_loss(x, t)
+        a = sigmoid.sym_focal_loss(x, t)
     b = reference.sym_focal_loss(x, t)
     assert torch.equal(a, b)
 
@@ -154,7 +154,7 @@ def test_fallback_passes_every_option(reduction, without_extension):
     from symfocal import _ops
     assert _ops._C is None and _ops._warned
     options = {k: v for k, v in kw.items() if k not in ("lengths", "mask")}
-    fused = torch.ops.symfocal.forward(*symfocal.functional.op_arguments(x, t, kw["lengths"], kw["mask"],
+    fused = torch.ops.symfocal.forward(*symfocal.sigmoid.op_arguments(x, t, kw["lengths"], kw["mask"],
                                                                           **options))[0]
     torch.testing.assert_close(fallback, fused, atol=1e-12, rtol=1e-10)
     # Each option changes the result, so a fallback that dropped one would show.

@@ -9,7 +9,7 @@ import torch
 
 from . import _ops, reference
 from ._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
-from .functional import _fused_serves
+from .sigmoid import _fused_serves
 
 __all__ = ["sym_softmax_focal_loss", "distogram_bins"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from . import _build, _ops, reference
-from ._checks import check_inputs
+from ._sigmoid_checks import check_inputs
 
 __all__ = ["sym_focal_loss", "num_valid_cells"]
 
