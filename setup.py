@@ -314,7 +314,7 @@ setup(
     long_description=(ROOT / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["symfocal"],
+    packages=["symfocal", "symfocal.reference"],
     install_requires=[torch_requirement(), "numpy"],
     extras_require={"test": ["pytest", "hypothesis", "numpy"], "bench": ["matplotlib", "tqdm"]},
     ext_modules=[make_extension()],

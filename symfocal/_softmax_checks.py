@@ -1,5 +1,5 @@
 """Argument checks of the softmax focal loss over bins, shared by the fused path
-and the reference. As in _sigmoid_checks.py: every message names the argument; checks
+and the reference. As in _checks.py: every message names the argument; checks
 that read every element run only with validate=True, never while compiled or
 captured.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ._sigmoid_checks import (LOGIT_DTYPES, _choice, _element_checks_allowed, check_focal_options, check_lengths,
+from ._checks import (LOGIT_DTYPES, _choice, _element_checks_allowed, check_focal_options, check_lengths,
                       check_lengths_range, check_mask)
 
 MODES = ("sum", "average", "pair", "upper", "none")

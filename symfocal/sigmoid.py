@@ -5,33 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from . import _build, _ops, reference
+from . import _ops, reference
 from ._sigmoid_checks import check_inputs
 
 __all__ = ["sym_focal_loss", "num_valid_cells"]
-
-
-def _fused_serves(device: torch.device) -> str | None:
-    """None if the compiled kernels serve `device`; why not, if the reference must
-    (the extension was not built). Raises where the build cannot serve a CUDA tensor."""
-    if not _ops.available():
-        return f"the compiled extension did not load ({_ops.LOAD_ERROR})"
-    if device.type == "cpu":
-        return None
-    if device.type == "cuda":
-        if not _ops.has_cuda_kernels():
-            cuda_tag = "+cu" + (torch.version.cuda or "XY").replace(".", "")
-            raise RuntimeError(
-                f"symfocal: logits are on {device}, but this symfocal build has no CUDA kernels (it was built "
-                f"for the CPU only). Fix: install the symfocal wheel for your CUDA ({cuda_tag}), or rebuild "
-                f"with the CUDA toolkit: FORCE_CUDA=1 {_build.REBUILD}")
-        if not torch.compiler.is_compiling():  # traced: the launch reports a missing kernel image
-            problem = _build.cuda_device_problem(device.index if device.index is not None
-                                                 else torch.cuda.current_device())
-            if problem is not None:
-                raise RuntimeError(problem)
-        return None
-    return f"no kernels for device type {device.type!r}"
 
 
 def sym_focal_loss(
@@ -70,7 +47,7 @@ def sym_focal_loss(
                    symmetry_weight=symmetry_weight, symmetry_penalty=symmetry_penalty,
                    huber_delta=huber_delta, reduction=reduction)
     check_inputs(logits, target, lengths, mask, validate=validate, **options)
-    why_not = _fused_serves(logits.device)
+    why_not = _ops.fused_serves(logits.device)
     if why_not is not None:
         _ops.warn_fallback_once(why_not)
         return reference.sym_focal_loss(logits, target, lengths=lengths, mask=mask, validate=False, **options)

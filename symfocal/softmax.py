@@ -9,7 +9,6 @@ import torch
 
 from . import _ops, reference
 from ._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
-from .sigmoid import _fused_serves
 
 __all__ = ["sym_softmax_focal_loss", "distogram_bins"]
 
@@ -47,7 +46,7 @@ def sym_softmax_focal_loss(
                    min_separation=min_separation, reduction=reduction, normalize=normalize, class_dim=class_dim)
     check_softmax_options(**options)
     check_softmax_tensors(logits, target, alpha, lengths, mask, class_dim=class_dim, validate=validate)
-    why_not = _fused_serves(logits.device)
+    why_not = _ops.fused_serves(logits.device)
     if why_not is not None:
         _ops.warn_fallback_once(why_not)
         return reference.sym_softmax_focal_loss(logits, target, lengths=lengths, mask=mask, validate=False, **options)

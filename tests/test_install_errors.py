@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import symfocal
-from symfocal import _build, _ops, sigmoid
+from symfocal import _build, _ops
 
 BUILT = {"symfocal": "0.1.0", "torch": "2.14.1+cu130", "torch_cuda": "13.0", "cuda": "13.0",
          "cuda_archs": "8.0;9.0+PTX"}
@@ -107,7 +107,7 @@ def test_without_a_built_library_the_reference_serves_with_one_warning(tmp_path)
 def test_a_cuda_tensor_given_to_a_cpu_only_build_is_an_error(monkeypatch):
     monkeypatch.setattr(_ops, "has_cuda_kernels", lambda: False)
     with pytest.raises(RuntimeError) as excinfo:
-        sigmoid._fused_serves(torch.device("cuda", 0))
+        _ops.fused_serves(torch.device("cuda", 0))
     msg = str(excinfo.value)
     assert "logits are on cuda:0" in msg and "no CUDA kernels" in msg
     assert "FORCE_CUDA=1" in msg and "wheel" in msg
@@ -145,7 +145,7 @@ def test_the_arch_check_runs_before_a_cuda_launch(monkeypatch):
     _build.cuda_device_problem.cache_clear()
     try:
         with pytest.raises(RuntimeError, match=r"Tesla T4 is sm_75.*TORCH_CUDA_ARCH_LIST=\"7.5\""):
-            sigmoid._fused_serves(torch.device("cuda", 0))
+            _ops.fused_serves(torch.device("cuda", 0))
     finally:
         _build.cuda_device_problem.cache_clear()
 

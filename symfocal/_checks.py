@@ -1,0 +1,97 @@
+"""The argument checks both loss families share: numbers and choices, the options they have in
+common, and the cell rules' tensors (lengths, mask). Every message names the argument and what was
+expected. Checks that read every element need a device-to-host sync; they run only with
+validate=True and never while being compiled or captured into a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+LOGIT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+MASK_DTYPES = (torch.bool, torch.uint8)
+
+
+def _number(name, value, *, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number{' or None' if allow_none else ''}, "
+                        f"got {type(value).__name__}")
+    if value != value:  # NaN (math.isnan does not trace under torch.compile with dynamic floats)
+        raise ValueError(f"{name} must not be NaN")
+
+
+def _choice(name, value, options):
+    if value not in options:
+        raise ValueError(f"{name} must be one of {', '.join(repr(o) for o in options)}, got {value!r}")
+
+
+def check_focal_options(*, gamma, label_smoothing, min_separation):
+    """The options the binary loss and the softmax loss over bins share."""
+    _number("gamma", gamma)
+    if not 0.0 <= gamma < math.inf:
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
+    _number("label_smoothing", label_smoothing)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if isinstance(min_separation, bool) or not isinstance(min_separation, numbers.Integral):
+        raise TypeError(f"min_separation must be an int, got {type(min_separation).__name__}")
+    if min_separation < 0:
+        raise ValueError(f"min_separation must be >= 0, got {min_separation}")
+
+
+def _element_checks_allowed(*tensors):
+    if torch.compiler.is_compiling():
+        return False
+    if any(t is not None and t.is_cuda for t in tensors) and torch.cuda.is_current_stream_capturing():
+        return False
+    return True
+
+
+def check_mask(mask, cells_shape, device):
+    """mask: bool/uint8, broadcastable to the cells' shape [..., L, L], on `device`."""
+    if mask is None:
+        return
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"mask must be a torch.Tensor or None, got {type(mask).__name__}")
+    if mask.dtype not in MASK_DTYPES:
+        raise TypeError(f"mask must be a bool or uint8 tensor, got {mask.dtype}")
+    if mask.device != device:
+        raise ValueError(f"mask is on {mask.device} but logits are on {device}")
+    try:
+        shape = torch.broadcast_shapes(mask.shape, cells_shape)
+    except RuntimeError:
+        shape = None
+    if shape != cells_shape:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the cells' shape "
+                         f"{tuple(cells_shape)}")
+
+
+def check_lengths(lengths, cells_shape, device):
+    """lengths: integer, of shape cells_shape[:-2] or cells_shape[:1], on `device`."""
+    if lengths is None:
+        return
+    if not isinstance(lengths, torch.Tensor):
+        raise TypeError(f"lengths must be an integer torch.Tensor or None, got {type(lengths).__name__}")
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must be an integer tensor, got {lengths.dtype}")
+    if lengths.device != device:
+        raise ValueError(f"lengths is on {lengths.device} but logits are on {device}")
+    allowed = [tuple(cells_shape[:-2])]
+    if len(cells_shape) > 2:
+        allowed.append(tuple(cells_shape[:1]))
+    if tuple(lengths.shape) not in allowed:
+        raise ValueError(f"lengths must have shape {allowed[0]} (the batch dims)"
+                         + (f" or {allowed[1]}" if len(allowed) > 1 else "")
+                         + f", got {tuple(lengths.shape)}")
+
+
+def check_lengths_range(lengths, L):
+    """With validate: every length in [0, L] (a device-to-host sync)."""
+    if lengths is not None and lengths.numel() and bool(((lengths < 0) | (lengths > L)).any()):
+        raise ValueError(f"lengths must be in [0, L] = [0, {L}], got values from "
+                         f"{int(lengths.min())} to {int(lengths.max())}")

@@ -1,0 +1,99 @@
+"""The binary (sigmoid) focal loss of SPEC.md in plain PyTorch."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from .._sigmoid_checks import check_inputs
+from .cells import _admitted, valid_cells
+
+
+def focal_term(z, t, alpha: Optional[float], gamma: float, pos_weight: Optional[float]):
+    """FL(z, t) of SPEC.md, elementwise (t already smoothed)."""
+    w = 1.0 if pos_weight is None else pos_weight
+    p = torch.sigmoid(z)
+    ce = w * t * F.softplus(-z) + (1 - t) * F.softplus(z)
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * (1 - p_t) ** gamma
+    if alpha is not None:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    return loss
+
+
+def sym_focal_loss(
+    logits,
+    target,
+    *,
+    mode="average",
+    alpha=0.25,
+    gamma=2.0,
+    pos_weight=None,
+    label_smoothing=0.0,
+    min_separation=0,
+    lengths=None,
+    mask=None,
+    symmetry_weight=0.0,
+    symmetry_penalty="l1",
+    huber_delta=1.0,
+    reduction="mean",
+    validate=True,
+):
+    """Same signature and result as :func:`symfocal.sym_focal_loss`, in plain PyTorch."""
+    check_inputs(logits, target, lengths, mask, mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight,
+                 label_smoothing=label_smoothing, min_separation=min_separation,
+                 symmetry_weight=symmetry_weight, symmetry_penalty=symmetry_penalty,
+                 huber_delta=huber_delta, reduction=reduction, validate=validate)
+    x = logits
+    t = target.to(x.dtype)
+    if label_smoothing:
+        t = t * (1 - label_smoothing) + label_smoothing / 2
+    xt = x.transpose(-1, -2)
+
+    def fl(z):
+        return focal_term(z, t, alpha, gamma, pos_weight)
+
+    if mode == "average":
+        cell = fl((x + xt) / 2)
+    elif mode == "pair":
+        cell = 0.5 * (fl(x) + fl(xt))
+    else:
+        cell = fl(x)
+
+    valid = valid_cells(x, lengths, mask, min_separation, mode)
+    cell = torch.where(valid, cell, torch.zeros_like(cell))
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+
+    if symmetry_weight > 0:
+        admitted = _admitted(x, lengths, mask, min_separation)
+        pairs = admitted & admitted.transpose(-1, -2) & torch.ones_like(admitted).triu(1)
+        d = x - xt
+        if symmetry_penalty == "l1":
+            rho = d.abs()
+        elif symmetry_penalty == "l2":
+            rho = d * d
+        else:
+            rho = F.huber_loss(d, torch.zeros_like(d), reduction="none", delta=huber_delta)
+        rho = torch.where(pairs, rho, torch.zeros_like(rho))
+    else:
+        pairs = rho = None
+
+    if reduction == "none":
+        if rho is None:
+            return cell
+        half = 0.5 * symmetry_weight * rho
+        return cell + half + half.transpose(-1, -2)
+
+    focal_sum = cell.to(acc).sum()
+    penalty_sum = rho.to(acc).sum() if rho is not None else focal_sum.new_zeros(())
+    if reduction == "sum":
+        return focal_sum + symmetry_weight * penalty_sum
+    n = valid.sum()
+    focal = torch.where(n > 0, focal_sum / n.clamp(min=1), torch.zeros_like(focal_sum))
+    if rho is None:
+        return focal
+    p = pairs.sum()
+    penalty = torch.where(p > 0, penalty_sum / p.clamp(min=1), torch.zeros_like(penalty_sum))
+    return focal + symmetry_weight * penalty
