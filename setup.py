@@ -229,8 +229,8 @@ class BuildExtension(cpp_extension.BuildExtension):
 
 def make_extension():
     cuda = want_cuda()
-    cpu_sources = ["engine/module.cpp", "engine/cpu/dispatch.cpp", "sigmoid/ops.cpp", "sigmoid/problem.cpp",
-                   "softmax/ops.cpp", "softmax/problem.cpp"]
+    cpu_sources = ["engine/module.cpp", "engine/views.cpp", "engine/cpu/dispatch.cpp",
+                   "sigmoid/ops.cpp", "sigmoid/problem.cpp", "softmax/ops.cpp", "softmax/problem.cpp"]
     machine = target_machine()
     try:
         isas = symfocal_build.cpu_isa_choice(machine, os.environ.get("SYMFOCAL_CPU_ISAS", ""), cpu_capability())

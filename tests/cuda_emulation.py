@@ -19,6 +19,7 @@ from symfocal.sigmoid import op_arguments
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "tests" / "cuda_emulator" / name for name in ("emulator.cpp", "sigmoid_problem.cpp",
                                                                  "softmax_problem.cpp")]
+SOURCES.append(ROOT / "csrc" / "engine" / "views.cpp")
 
 
 def cuda_include_dir() -> Path | None:
