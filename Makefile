@@ -2,7 +2,8 @@
 # in .venv with torch, then the extension built in place.
 #   make bench      the benchmarks (fused vs eager vs torch.compile; the distogram loss vs OpenFold's),
 #                   results in benchmarks/results/
-#   make test       the test suite
+#   make test       the test suite (CPU; the CUDA kernels' build report where they are built)
+#   make test-emulated  the CUDA kernels run on the CPU by tests/cuda_emulator (kernel changes; CI)
 #   make example    the contact-map training example, results in examples/results/
 #   make gpu-check  on a machine with a GPU (8 min): sm_90 build with the kernel variants, CUDA tests,
 #                   compute-sanitizer, variant sweep, a >2^31-cell case, benchmark; without one, a rehearsal
@@ -40,7 +41,7 @@ WHEEL_CUDA_ARCHS ?= all
 CUDA_TAG = cu$(shell $${CUDA_HOME:-/usr/local/cuda}/bin/nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1\2/p')
 SDIST := dist/symfocal-$(VERSION).tar.gz
 
-.PHONY: setup build test bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate gpu-stack compat compat-aarch64 data study
+.PHONY: setup build test test-emulated bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate gpu-stack compat compat-aarch64 data study
 
 setup: $(VENV)/.deps
 # Quiet: one line a stage on the terminal, everything else in build/*.log (its tail on failure).
@@ -75,8 +76,13 @@ $(VENV)/.built: $(VENV)/.deps $(SOURCES) $(BUILD_STAMP)
 	@$(PY) -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'symfocal-dev.pth').write_text('$(CURDIR)\n')"
 	@touch $@
 
+# The suite but for the CUDA kernels run under the CPU emulator (test-emulated: a long compile and
+# long runs, for changes to the kernels; CI runs both).
 test: build
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not emulated" tests
+
+test-emulated: build
+	$(PY) -m pytest -q -m emulated tests
 
 bench: build
 	$(PY) benchmarks/bench.py

@@ -261,10 +261,10 @@ def _mb(value):
     return "-" if value is None else f"{value:.1f}"
 
 
-def table(results):
+def table(results, *, header=True):
     head = (f"{'mode':8} {'logits':9} {'B':>3} {'L':>5} {'provider':12} {'fwd ms':>9} {'bwd ms':>9} "
             f"{'fwd+bwd ms':>11} {'p20-p80':>15} {'roofline':>8} {'saved MB':>9} {'fused is':>10}")
-    lines = [head, "-" * len(head)]
+    lines = [head, "-" * len(head)] if header else []
     for r in results:
         for name, e in r["providers"].items():
             fb = e["forward+backward"]
@@ -374,10 +374,14 @@ def main(argv=None):
             return it
     results = []
     t_start = time.perf_counter()
-    for L, mode, dt, sweep in tqdm(cases, desc="benchmark", unit="case"):
+    progress = tqdm(cases, desc="benchmark", unit="case")
+    write = getattr(progress, "write", print)
+    for L, mode, dt, sweep in progress:
         r = run_case(args, device, timer, B, L, mode, dt, target_dtype, bandwidth, providers)
         r["sweep"] = sweep
         results.append(r)
+        # Each case's rows as soon as they are measured; the whole table again at the end.
+        write(table([r], header=len(results) == 1))
 
     name = device_name(device)
     meta = {

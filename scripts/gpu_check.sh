@@ -15,6 +15,8 @@
 # .venv-gpu-stack, made by `make gpu-stack` where missing) in a copy of the tree: the build with
 # every variant, the tests, the sweep's and the large case's code on the CPU, the sanitizer's
 # presence; only what needs the GPU is left out, and the summary says what would have run.
+# GPU_CHECK_TREE=build/gpu-stack/tree (what CI passes) rehearses on the tree `make gpu-stack` built,
+# with the same variants build, instead of compiling it again.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SOURCE=$PWD
@@ -36,9 +38,17 @@ else
   BUILD_LIMIT=1800
   [ -x .venv-gpu-stack/bin/python ] || bash scripts/gpu_stack.sh --venv-only || exit 1
   PY=$SOURCE/.venv-gpu-stack/bin/python
-  TREE=$SOURCE/build/gpu-check/tree
-  rm -rf "$TREE" && mkdir -p "$TREE"
-  git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$TREE"
+  if [ -n "${GPU_CHECK_TREE:-}" ]; then
+    TREE=$(cd "$GPU_CHECK_TREE" && pwd)
+    # That tree's build serves only if it is this commit's and has the variants.
+    [ "$(cat "$TREE/build/source-commit" 2>/dev/null)" = "$(git rev-parse HEAD)" ] && grep -q '"cuda_variants": true' \
+      "$TREE/symfocal/_build_info.json" 2>/dev/null || { echo "GPU_CHECK_TREE=$GPU_CHECK_TREE: no variants build of this commit there (make gpu-stack)"; exit 1; }
+    PREBUILT=1
+  else
+    TREE=$SOURCE/build/gpu-check/tree
+    rm -rf "$TREE" && mkdir -p "$TREE"
+    git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$TREE"
+  fi
   echo "no GPU here: rehearsing on the GPU machine's stack ($PY) in $TREE"
 fi
 cd "$TREE"
@@ -67,8 +77,10 @@ step "machine"
 
 step "build (sm_90, with the kernel variants)"
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-$(nproc)} FORCE_CUDA=1 SYMFOCAL_DEBUG_INFO=1 \
-  SYMFOCAL_CUDA_VARIANTS=1
-if ! TAIL=3 run build $BUILD_LIMIT build.log $PY setup.py build_ext --inplace; then
+  SYMFOCAL_CUDA_VARIANTS=1 SYMFOCAL_CPU_ISAS=native
+if [ "${PREBUILT:-0}" = 1 ]; then
+  cp build/build.log "$OUT/build.log"; SUMMARY+=("build: ok (make gpu-stack's, in $TREE)"); echo "built by make gpu-stack"
+elif ! TAIL=3 run build $BUILD_LIMIT build.log $PY setup.py build_ext --inplace; then
   tail -40 "$OUT/build.log"; printf '%s\n' "${SUMMARY[@]}"; exit 1
 fi
 grep -E "spill|stack frame" "$OUT/build.log" | sort | uniq -c

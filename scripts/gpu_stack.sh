@@ -2,8 +2,11 @@
 # The GPU machine's software stack, without its GPU (`make gpu-stack`; CI runs it on every
 # submission beside the main leg): Python 3.12 and torch 2.11 with CUDA 13.0 in
 # .venv-gpu-stack, the CUDA kernels built for sm_90 with nvcc in a copy of the tree
-# (build/gpu-stack/tree, so that the main build is left alone), and the test suite there.
-# A change that would not build or pass on the GPU machine fails here, not in its minutes.
+# (build/gpu-stack/tree, so that the main build is left alone), and the test suite there (but for
+# its emulated half, which the main leg runs on the same kernel code). A change that would not
+# build or pass on the GPU machine fails here, not in its minutes. The build is the one
+# `make gpu-check` makes on the GPU machine, the kernel variants included, so that its rehearsal
+# (GPU_CHECK_TREE=build/gpu-stack/tree) runs on this tree without compiling them again.
 # --venv-only: make the venv and stop (the rehearsal of `make gpu-check` uses it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,7 +39,8 @@ rm -rf "$TREE" && mkdir -p "$TREE"
 git ls-files -co --exclude-standard -z | xargs -0 cp --parents -t "$TREE"
 cd "$TREE"
 mkdir -p build
-TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-2} SYMFOCAL_DEBUG_INFO=1 \
-  $QUIETLY "gpu-stack: build" build/build.log -- "$VENV/bin/python" setup.py build_ext --inplace
+TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-2} SYMFOCAL_DEBUG_INFO=1 SYMFOCAL_CUDA_VARIANTS=1 \
+  SYMFOCAL_CPU_ISAS=native $QUIETLY "gpu-stack: build" build/build.log -- "$VENV/bin/python" setup.py build_ext --inplace
 cp build/build.log build/ptxas.log  # the resource report tests/test_cuda_build.py reads
-PYTHONPATH=$TREE "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests
+git -C "$ROOT" rev-parse HEAD > build/source-commit 2>/dev/null || true
+PYTHONPATH=$TREE "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not emulated" tests
