@@ -227,6 +227,16 @@ class BuildExtension(cpp_extension.BuildExtension):
         (package_dir / BUILD_INFO).write_text(Path(self.build_lib, "symfocal", BUILD_INFO).read_text())
 
 
+def cuda_compile_order(path):
+    """The longest compiles first (ninja starts them in the order given): the kernel variants' files,
+    then the double- and float-accumulation tile-pair kernels, then the rest. Each file is one ptxas
+    run per architecture, so a long one started last would leave a core idle at the end."""
+    name = path.name
+    rank = 0 if name.startswith("kernel_variant_") else 1 if name.endswith("_double.cu") else \
+        2 if name.startswith("kernel_") else 3
+    return rank, str(path)
+
+
 def make_extension():
     cuda = want_cuda()
     cpu_sources = ["engine/module.cpp", "engine/views.cpp", "engine/cpu/dispatch.cpp",
@@ -256,7 +266,8 @@ def make_extension():
             gencode = symfocal_build.gencode_flags(archs)
         except ValueError as exc:
             sys.exit(f"symfocal: {exc}")
-        sources += [str(p) for p in sorted(CSRC.glob("*/cuda/*.cu"))] + [str(CSRC / "engine" / "cuda" / "ops_cuda.cpp")]
+        sources += [str(p) for p in sorted(CSRC.glob("*/cuda/*.cu"), key=cuda_compile_order)]
+        sources.append(str(CSRC / "engine" / "cuda" / "ops_cuda.cpp"))
         facts.update(cuda=f"{nvcc[0]}.{nvcc[1]}", cuda_archs=archs, cuda_variants=truthy("SYMFOCAL_CUDA_VARIANTS"))
         macros = ["-DSYMFOCAL_WITH_CUDA"]
         # The kernel variants a first GPU run times (csrc/sigmoid/cuda/variants.h); `make gpu-check` only.
