@@ -95,3 +95,33 @@ def check_lengths_range(lengths, L):
     if lengths is not None and lengths.numel() and bool(((lengths < 0) | (lengths > L)).any()):
         raise ValueError(f"lengths must be in [0, L] = [0, {L}], got values from "
                          f"{int(lengths.min())} to {int(lengths.max())}")
+
+
+def check_normalizer(normalizer, logits, *, reduction, normalize, validate=True, counts=("cells", "positives")):
+    """normalizer: None, or a number or one-element tensor (no grad, on the logits' device) that replaces
+    the count a mean divides by (for the normalizations in `counts`); with validate, finite and > 0.
+    Returns it as a tensor (or None)."""
+    if normalizer is None:
+        return None
+    if reduction != "mean" or normalize not in counts:
+        raise ValueError(f"normalizer replaces the count of reduction='mean' with normalize="
+                         f"{' or '.join(repr(c) for c in counts)}, got reduction={reduction!r}, "
+                         f"normalize={normalize!r}")
+    if isinstance(normalizer, torch.Tensor):
+        if normalizer.numel() != 1:
+            raise ValueError(f"normalizer must be a number or a one-element tensor, got shape "
+                             f"{tuple(normalizer.shape)}")
+        if normalizer.dtype.is_complex or normalizer.dtype == torch.bool:
+            raise TypeError(f"normalizer must be a real tensor, got {normalizer.dtype}")
+        if normalizer.requires_grad:
+            raise ValueError("normalizer must not require grad: it is a count (use normalizer.detach())")
+        if normalizer.device != logits.device:
+            raise ValueError(f"normalizer is on {normalizer.device} but logits are on {logits.device}")
+    else:
+        _number("normalizer", normalizer)
+        normalizer = torch.tensor(float(normalizer), dtype=torch.float64, device=logits.device)
+    if validate and _element_checks_allowed(logits, normalizer):
+        value = float(normalizer)
+        if not 0.0 < value < math.inf:
+            raise ValueError(f"normalizer must be finite and > 0, got {value}")
+    return normalizer

@@ -9,19 +9,21 @@ import math
 import torch
 
 from ._checks import (LOGIT_DTYPES, _choice, _element_checks_allowed, _number, check_focal_options,
-                      check_lengths, check_lengths_range, check_mask)
+                      check_lengths, check_lengths_range, check_mask, check_normalizer)
 
 MODES = ("average", "pair", "upper", "none")
 REDUCTIONS = ("mean", "sum", "none")
+NORMALIZE = ("cells", "positives", "sample")
 PENALTIES = ("l1", "l2", "huber")
 TARGET_DTYPES = LOGIT_DTYPES + (torch.bool, torch.uint8)
 
 
 def check_options(*, mode, alpha, gamma, pos_weight, label_smoothing, min_separation, symmetry_weight,
-                  symmetry_penalty, huber_delta, reduction):
+                  symmetry_penalty, huber_delta, reduction, normalize="cells"):
     """The scalar options of SPEC.md."""
     _choice("mode", mode, MODES)
     _choice("reduction", reduction, REDUCTIONS)
+    _choice("normalize", normalize, NORMALIZE)
     _choice("symmetry_penalty", symmetry_penalty, PENALTIES)
     _number("alpha", alpha, allow_none=True)
     if alpha is not None and not 0.0 <= alpha <= 1.0:

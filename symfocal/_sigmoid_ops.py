@@ -3,18 +3,24 @@ torch.ops.symfocal.forward / forward_train / backward. Imported by _ops.py once 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from ._ops import _loss_dtype, _no_double_backward, _scaled_grad_unit, _setup_nothing, _setup_train_context
 
 OPTION_NAMES = ("mode", "alpha", "gamma", "pos_weight", "label_smoothing", "min_separation",
-                "symmetry_weight", "penalty", "huber_delta", "reduction")
+                "symmetry_weight", "penalty", "huber_delta", "reduction", "normalize")
+# Slots of the statistics (csrc/engine/types.h's Stat): d loss / d (focal sum), and with
+# normalize "sample" one such scale a sample after the NUM_STATS.
+FOCAL_SCALE, NUM_STATS = 5, 6
 
 
 @torch.library.register_fake("symfocal::forward")
-def _forward_fake(logits, target, lengths, mask, mode, alpha, gamma, pos_weight, label_smoothing,
-                  min_separation, symmetry_weight, penalty, huber_delta, reduction):
-    stats = logits.new_empty((4,), dtype=torch.float64)
+def _forward_fake(logits, target, lengths, mask, normalizer, mode, alpha, gamma, pos_weight, label_smoothing,
+                  min_separation, symmetry_weight, penalty, huber_delta, reduction, normalize):
+    samples = math.prod(logits.shape[:-2]) if normalize == "sample" else 0
+    stats = logits.new_empty((NUM_STATS + samples,), dtype=torch.float64)
     if reduction == "none":
         loss = torch.empty_like(logits, memory_format=torch.contiguous_format)
     else:
@@ -28,10 +34,10 @@ def _backward_fake(grad, logits, target, lengths, mask, stats, *options):
 
 
 def _setup_context(ctx, inputs, output):
-    logits, target, lengths, mask, *options = inputs
+    logits, target, lengths, mask, _normalizer, *options = inputs
     _, stats = output
     ctx.mark_non_differentiable(stats)
-    # Only the inputs and 4 statistics: nothing of size B×L×L is made for backward.
+    # Only the inputs and the statistics (the normalizer is in them): nothing of size B×L×L is made for backward.
     ctx.save_for_backward(logits, target, lengths, mask, stats)
     ctx.options = options
 
@@ -41,7 +47,7 @@ def _backward(ctx, grad_loss, _grad_stats):
     grad = None
     if ctx.needs_input_grad[0]:
         grad = torch.ops.symfocal.backward(grad_loss, logits, target, lengths, mask, stats, *ctx.options)
-    return (grad, None, None, None) + (None,) * len(OPTION_NAMES)
+    return (grad, None, None, None, None) + (None,) * len(OPTION_NAMES)
 
 
 torch.library.register_autograd("symfocal::forward", _backward, setup_context=_setup_context)
@@ -53,22 +59,24 @@ torch.library.register_autograd("symfocal::forward", _backward, setup_context=_s
 # its grad_unit output (sym_focal_loss drops it), since an eager backward
 # that frees the graph scales it in place.
 @torch.library.register_fake("symfocal::forward_train")
-def _forward_train_fake(logits, target, lengths, mask, *options):
-    loss, stats = _forward_fake(logits, target, lengths, mask, *options)
+def _forward_train_fake(logits, target, lengths, mask, normalizer, *options):
+    loss, stats = _forward_fake(logits, target, lengths, mask, normalizer, *options)
     return loss, stats, torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
 def _setup_binary_train_context(ctx, inputs, output):
     _setup_train_context(ctx, inputs, output)
-    ctx.mean = inputs[-1] == "mean"
+    ctx.per_sample = inputs[-1] == "sample"
 
 
 def _backward_train(ctx, grad_loss, _grad_stats, _grad_unit):
+    grad_unit = ctx.saved_tensors[0]
+
     def scale_of(grad, stats):
-        if not ctx.mean:
-            return grad
-        cells = stats[1]
-        return torch.where(cells > 0, grad / cells.clamp(min=1), torch.zeros_like(grad))
+        # The forward's finalize left d loss / d (focal sum) in the statistics, for any normalization.
+        if ctx.per_sample:
+            return (grad * stats[NUM_STATS:]).reshape(grad_unit.shape[:-2] + (1, 1))
+        return grad * stats[FOCAL_SCALE]
 
     return _scaled_grad_unit(ctx, grad_loss, scale_of)
 

@@ -12,8 +12,8 @@ OPTION_NAMES = ("mode", "gamma", "label_smoothing", "min_separation", "reduction
 
 
 @torch.library.register_fake("symfocal::softmax_forward")
-def _softmax_forward_fake(logits, target, alpha, lengths, mask, mode, gamma, label_smoothing, min_separation,
-                          reduction, normalize):
+def _softmax_forward_fake(logits, target, alpha, lengths, mask, normalizer, mode, gamma, label_smoothing,
+                          min_separation, reduction, normalize):
     stats = logits.new_empty((logits.shape[:-3].numel(), 3), dtype=torch.float64)
     if reduction == "none":
         loss = logits.new_empty(logits.shape[:-1])
@@ -28,7 +28,7 @@ def _softmax_backward_fake(grad, logits, target, alpha, lengths, mask, stats, *o
 
 
 def _softmax_setup_context(ctx, inputs, output):
-    logits, target, alpha, lengths, mask, *options = inputs
+    logits, target, alpha, lengths, mask, _normalizer, *options = inputs
     _, stats = output
     ctx.mark_non_differentiable(stats)
     # The inputs and [batch, 3] statistics: nothing of size B·L²·C is made for backward.
@@ -42,7 +42,7 @@ def _softmax_backward(ctx, grad_loss, _grad_stats):
     if ctx.needs_input_grad[0]:
         grad = torch.ops.symfocal.softmax_backward(grad_loss, logits, target, alpha, lengths, mask, stats,
                                                    *ctx.options)
-    return (grad,) + (None,) * (4 + len(OPTION_NAMES))
+    return (grad,) + (None,) * (5 + len(OPTION_NAMES))
 
 
 torch.library.register_autograd("symfocal::softmax_forward", _softmax_backward,
@@ -53,8 +53,8 @@ torch.library.register_autograd("symfocal::softmax_forward", _softmax_backward,
 # loss sum; backward scales sample b by the incoming gradient times stats[b, 2]. The
 # buffer is donated to backward as forward_train's is (_sigmoid_ops.py).
 @torch.library.register_fake("symfocal::softmax_forward_train")
-def _softmax_forward_train_fake(logits, target, alpha, lengths, mask, *options):
-    loss, stats = _softmax_forward_fake(logits, target, alpha, lengths, mask, *options)
+def _softmax_forward_train_fake(logits, target, alpha, lengths, mask, normalizer, *options):
+    loss, stats = _softmax_forward_fake(logits, target, alpha, lengths, mask, normalizer, *options)
     return loss, stats, torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 

@@ -15,7 +15,7 @@ __all__ = ["SymFocalLoss", "SymSoftmaxFocalLoss"]
 # The options of sym_focal_loss other than the tensors, with their defaults.
 _DEFAULTS = dict(mode="average", alpha=0.25, gamma=2.0, pos_weight=None, label_smoothing=0.0,
                  min_separation=0, symmetry_weight=0.0, symmetry_penalty="l1", huber_delta=1.0,
-                 reduction="mean", validate=True)
+                 reduction="mean", normalize="cells", validate=True)
 
 
 class SymFocalLoss(nn.Module):
@@ -23,6 +23,8 @@ class SymFocalLoss(nn.Module):
 
     >>> criterion = SymFocalLoss(mode="average", min_separation=6)
     >>> loss = criterion(logits, target, lengths=lengths)
+    >>> retinanet = SymFocalLoss(mode="none", normalize="positives")  # the focal sum over the positives
+    >>> loss = retinanet(logits, target, normalizer=positives_over_all_ranks)  # DDP: one global count
 
     The options travel with ``state_dict()`` (as the module's extra state), so that a
     checkpoint restores the loss it was trained with; ``repr`` is a constructor call.
@@ -30,12 +32,13 @@ class SymFocalLoss(nn.Module):
 
     def __init__(self, *, mode="average", alpha=0.25, gamma=2.0, pos_weight=None, label_smoothing=0.0,
                  min_separation=0, symmetry_weight=0.0, symmetry_penalty="l1", huber_delta=1.0,
-                 reduction="mean", validate=True):
+                 reduction="mean", normalize="cells", validate=True):
         super().__init__()
         self._set_options(dict(mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight,
                                label_smoothing=label_smoothing, min_separation=min_separation,
                                symmetry_weight=symmetry_weight, symmetry_penalty=symmetry_penalty,
-                               huber_delta=huber_delta, reduction=reduction, validate=validate))
+                               huber_delta=huber_delta, reduction=reduction, normalize=normalize,
+                               validate=validate))
 
     def _set_options(self, options: dict) -> None:
         unknown = set(options) - set(_DEFAULTS)
@@ -51,8 +54,8 @@ class SymFocalLoss(nn.Module):
         return {name: getattr(self, name) for name in _DEFAULTS}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        return sym_focal_loss(logits, target, lengths=lengths, mask=mask, **self.options())
+                mask: torch.Tensor | None = None, normalizer: torch.Tensor | float | None = None) -> torch.Tensor:
+        return sym_focal_loss(logits, target, lengths=lengths, mask=mask, normalizer=normalizer, **self.options())
 
     def get_extra_state(self) -> dict:
         return self.options()
@@ -107,9 +110,9 @@ class SymSoftmaxFocalLoss(nn.Module):
         return {name: getattr(self, name) for name in _SOFTMAX_DEFAULTS if name != "alpha"}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, normalizer: torch.Tensor | float | None = None) -> torch.Tensor:
         return sym_softmax_focal_loss(logits, target, lengths=lengths, mask=mask, alpha=self.alpha,
-                                      **self.options())
+                                      normalizer=normalizer, **self.options())
 
     def get_extra_state(self) -> dict:
         return self.options()

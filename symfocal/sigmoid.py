@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 
 from . import _ops, reference
-from ._sigmoid_checks import check_inputs
+from ._sigmoid_checks import check_inputs, check_normalizer
 
-__all__ = ["sym_focal_loss", "num_valid_cells"]
+__all__ = ["sym_focal_loss", "num_valid_cells", "num_positives"]
 
 
 def sym_focal_loss(
@@ -27,6 +27,8 @@ def sym_focal_loss(
     symmetry_penalty: str = "l1",
     huber_delta: float = 1.0,
     reduction: str = "mean",
+    normalize: str = "cells",
+    normalizer: torch.Tensor | float | None = None,
     validate: bool = True,
 ) -> torch.Tensor:
     """Symmetric sigmoid focal loss over square maps ``[..., L, L]``, fused.
@@ -38,31 +40,42 @@ def sym_focal_loss(
     ``mask`` (broadcastable bool/uint8) select the cells that count, as does
     ``min_separation`` (|i - j| >= k). ``symmetry_weight`` > 0 adds
     ``symmetry_penalty`` ("l1", "l2", "huber") of x_ij - x_ji. ``reduction``
-    is "mean", "sum" or "none" (a per-cell map). ``validate=False`` skips the
+    is "mean", "sum" or "none" (a per-cell map). A mean divides the focal sum
+    by ``normalize``: ``"cells"`` (the valid cells), ``"positives"`` (max(1,
+    the valid cells' positive target mass), RetinaNet's normalization) or
+    ``"sample"`` (each sample's own mean, then the mean over samples);
+    ``normalizer`` (a number or one-element tensor, e.g. a positive count
+    all-reduced over data-parallel ranks) replaces the count of "cells" or
+    "positives". ``validate=False`` skips the
     checks that look at every element (they never run under torch.compile or
     CUDA graph capture).
     """
     options = dict(mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight,
                    label_smoothing=label_smoothing, min_separation=min_separation,
                    symmetry_weight=symmetry_weight, symmetry_penalty=symmetry_penalty,
-                   huber_delta=huber_delta, reduction=reduction)
+                   huber_delta=huber_delta, reduction=reduction, normalize=normalize)
     check_inputs(logits, target, lengths, mask, validate=validate, **options)
+    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate)
     why_not = _ops.fused_serves(logits.device)
     if why_not is not None:
         _ops.warn_fallback_once(why_not)
-        return reference.sym_focal_loss(logits, target, lengths=lengths, mask=mask, validate=False, **options)
-    args = op_arguments(logits, target, lengths, mask, **options)
+        return reference.sym_focal_loss(logits, target, lengths=lengths, mask=mask, normalizer=normalizer,
+                                        validate=False, **options)
+    args = op_arguments(logits, target, lengths, mask, normalizer, **options)
     if _train_on_cpu(logits, reduction, symmetry_weight):
         return torch.ops.symfocal.forward_train(*args)[0]
     return torch.ops.symfocal.forward(*args)[0]
 
 
-def op_arguments(logits, target, lengths, mask, *, mode, alpha, gamma, pos_weight, label_smoothing,
-                 min_separation, symmetry_weight, symmetry_penalty, huber_delta, reduction) -> tuple:
-    """The arguments of torch.ops.symfocal.forward (and backward, after its grad, stats) in schema order."""
-    return (logits, target, lengths, mask, mode, None if alpha is None else float(alpha), float(gamma),
-            1.0 if pos_weight is None else float(pos_weight), float(label_smoothing), int(min_separation),
-            float(symmetry_weight), symmetry_penalty, float(huber_delta), reduction)
+def op_arguments(logits, target, lengths, mask, normalizer=None, *, mode, alpha, gamma, pos_weight,
+                 label_smoothing, min_separation, symmetry_weight, symmetry_penalty, huber_delta, reduction,
+                 normalize="cells") -> tuple:
+    """The arguments of torch.ops.symfocal.forward in schema order (backward takes grad, the first four,
+    stats and the options)."""
+    return (logits, target, lengths, mask, normalizer, mode, None if alpha is None else float(alpha),
+            float(gamma), 1.0 if pos_weight is None else float(pos_weight), float(label_smoothing),
+            int(min_separation), float(symmetry_weight), symmetry_penalty, float(huber_delta), reduction,
+            normalize)
 
 
 def _train_on_cpu(logits, reduction, symmetry_weight) -> bool:
@@ -81,3 +94,14 @@ def num_valid_cells(logits: torch.Tensor, *, lengths: torch.Tensor | None = None
     normalized by the global count instead of each rank's own (see README).
     """
     return reference.valid_cells(logits, lengths, mask, min_separation, mode).sum()
+
+
+def num_positives(target: torch.Tensor, *, lengths: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                  min_separation: int = 0, mode: str = "average") -> torch.Tensor:
+    """The positive target mass over the cells that count in ``mode`` (float64, on the target's device):
+    what ``normalize="positives"`` divides by (before max(1, ·)). Summed over data-parallel ranks and
+    passed as ``normalizer``, it normalizes every rank by the global count.
+    """
+    valid = reference.valid_cells(target, lengths, mask, min_separation, mode)
+    return torch.where(valid, target.to(torch.float64), torch.zeros((), dtype=torch.float64,
+                                                                     device=target.device)).sum()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import _ops, reference
+from ._checks import check_normalizer
 from ._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
 
 __all__ = ["sym_softmax_focal_loss", "distogram_bins"]
@@ -26,6 +27,7 @@ def sym_softmax_focal_loss(
     mask: torch.Tensor | None = None,
     reduction: str = "mean",
     normalize: str = "cells",
+    normalizer: torch.Tensor | float | None = None,
     class_dim: int = -1,
     validate: bool = True,
 ) -> torch.Tensor:
@@ -38,7 +40,9 @@ def sym_softmax_focal_loss(
     ``-Σ_c t_c α_c (1 - p_c)^γ log p_c``; ``gamma=0`` is cross-entropy, ``alpha`` a ``[C]``
     tensor (or list) of class weights, ``label_smoothing`` ε: t ← t (1 - ε) + ε / C.
     ``normalize="cells"``: the mean over all valid cells; ``"sample"``: each sample's mean,
-    then the mean over the batch (OpenFold's ``distogram_loss``). ``reduction``: ``"mean"``,
+    then the mean over the batch (OpenFold's ``distogram_loss``); ``normalizer`` (a number or
+    one-element tensor, e.g. the valid cells summed over data-parallel ranks) replaces the count
+    of ``"cells"``. ``reduction``: ``"mean"``,
     ``"sum"`` or ``"none"`` (the ``[..., L, L]`` map of per-cell losses). ``lengths``,
     ``mask``, ``min_separation`` select cells as for :func:`symfocal.sym_focal_loss`.
     """
@@ -46,16 +50,19 @@ def sym_softmax_focal_loss(
                    min_separation=min_separation, reduction=reduction, normalize=normalize, class_dim=class_dim)
     check_softmax_options(**options)
     check_softmax_tensors(logits, target, alpha, lengths, mask, class_dim=class_dim, validate=validate)
+    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate,
+                                  counts=("cells",))
     why_not = _ops.fused_serves(logits.device)
     if why_not is not None:
         _ops.warn_fallback_once(why_not)
-        return reference.sym_softmax_focal_loss(logits, target, lengths=lengths, mask=mask, validate=False, **options)
+        return reference.sym_softmax_focal_loss(logits, target, lengths=lengths, mask=mask, normalizer=normalizer,
+                                                validate=False, **options)
     x, t = channel_last(logits, target, class_dim)
     weights = None
     if alpha is not None:
         weights = torch.as_tensor(alpha, device=x.device).to(torch.float64).contiguous()
-    args = (x, t, weights, lengths, mask, mode, float(gamma), float(label_smoothing), int(min_separation),
-            reduction, normalize)
+    args = (x, t, weights, lengths, mask, normalizer, mode, float(gamma), float(label_smoothing),
+            int(min_separation), reduction, normalize)
     if x.device.type == "cpu" and x.requires_grad and torch.is_grad_enabled() and reduction != "none":
         return torch.ops.symfocal.softmax_forward_train(*args)[0]
     return torch.ops.symfocal.softmax_forward(*args)[0]

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch.utils import cpp_extension
 
-from symfocal._sigmoid_checks import check_inputs
+from symfocal._sigmoid_checks import check_inputs, check_normalizer
 from symfocal._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
 from symfocal.sigmoid import op_arguments
 
@@ -45,8 +45,8 @@ def module():
 
 class _EmulatedLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target, lengths, mask, *options):
-        loss, stats = module().forward(logits, target, lengths, mask, *options)
+    def forward(ctx, logits, target, lengths, mask, normalizer, *options):
+        loss, stats = module().forward(logits, target, lengths, mask, normalizer, *options)
         ctx.save_for_backward(logits, target, lengths, mask, stats)
         ctx.options = options
         return loss
@@ -56,24 +56,26 @@ class _EmulatedLoss(torch.autograd.Function):
         logits, target, lengths, mask, stats = ctx.saved_tensors
         grad_logits = module().backward(grad, logits, target, lengths, mask,
                                         stats, *ctx.options)
-        return (grad_logits,) + (None,) * (3 + len(ctx.options))
+        return (grad_logits,) + (None,) * (5 + len(ctx.options))
 
 
 def sym_focal_loss(logits, target, *, mode="average", alpha=0.25, gamma=2.0, pos_weight=None,
                    label_smoothing=0.0, min_separation=0, lengths=None, mask=None, symmetry_weight=0.0,
-                   symmetry_penalty="l1", huber_delta=1.0, reduction="mean"):
+                   symmetry_penalty="l1", huber_delta=1.0, reduction="mean", normalize="cells", normalizer=None):
     """symfocal.sym_focal_loss with the CUDA kernels, emulated on CPU tensors."""
     options = dict(mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight, label_smoothing=label_smoothing,
                    min_separation=min_separation, symmetry_weight=symmetry_weight,
-                   symmetry_penalty=symmetry_penalty, huber_delta=huber_delta, reduction=reduction)
+                   symmetry_penalty=symmetry_penalty, huber_delta=huber_delta, reduction=reduction,
+                   normalize=normalize)
     check_inputs(logits, target, lengths, mask, validate=True, **options)
-    return _EmulatedLoss.apply(*op_arguments(logits, target, lengths, mask, **options))
+    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize)
+    return _EmulatedLoss.apply(*op_arguments(logits, target, lengths, mask, normalizer, **options))
 
 
 class _EmulatedSoftmaxLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target, alpha, lengths, mask, *options):
-        loss, stats = module().softmax_forward(logits, target, alpha, lengths, mask, *options)
+    def forward(ctx, logits, target, alpha, lengths, mask, normalizer, *options):
+        loss, stats = module().softmax_forward(logits, target, alpha, lengths, mask, normalizer, *options)
         ctx.save_for_backward(logits, target, alpha, lengths, mask, stats)
         ctx.options = options
         return loss
@@ -82,21 +84,22 @@ class _EmulatedSoftmaxLoss(torch.autograd.Function):
     def backward(ctx, grad):
         logits, target, alpha, lengths, mask, stats = ctx.saved_tensors
         grad_logits = module().softmax_backward(grad, logits, target, alpha, lengths, mask, stats, *ctx.options)
-        return (grad_logits,) + (None,) * (4 + len(ctx.options))
+        return (grad_logits,) + (None,) * (5 + len(ctx.options))
 
 
 def sym_softmax_focal_loss(logits, target, *, mode="average", gamma=0.0, alpha=None, label_smoothing=0.0,
                            min_separation=0, lengths=None, mask=None, reduction="mean", normalize="cells",
-                           class_dim=-1):
+                           normalizer=None, class_dim=-1):
     """symfocal.sym_softmax_focal_loss with the CUDA kernels, emulated on CPU tensors."""
     check_softmax_options(mode=mode, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
                           min_separation=min_separation, reduction=reduction, normalize=normalize,
                           class_dim=class_dim)
     check_softmax_tensors(logits, target, alpha, lengths, mask, class_dim=class_dim, validate=True)
+    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, counts=("cells",))
     x, t = channel_last(logits, target, class_dim)
     weights = None if alpha is None else torch.as_tensor(alpha).to(torch.float64).contiguous()
-    return _EmulatedSoftmaxLoss.apply(x, t, weights, lengths, mask, mode, float(gamma), float(label_smoothing),
-                                      int(min_separation), reduction, normalize)
+    return _EmulatedSoftmaxLoss.apply(x, t, weights, lengths, mask, normalizer, mode, float(gamma),
+                                      float(label_smoothing), int(min_separation), reduction, normalize)
 
 
 def access_counts() -> tuple[int, int]:

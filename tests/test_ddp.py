@@ -1,4 +1,6 @@
-"""DistributedDataParallel on CPU (gloo, 2 processes) trains exactly like one process on the global batch."""
+"""DistributedDataParallel on CPU (gloo, 2 processes) trains exactly like one process on the global batch:
+with equal counts per rank, with the valid cells counted over all ranks, and with RetinaNet's
+normalization by the positives counted over all ranks (the normalizer argument)."""
 
 import os
 import socket
@@ -44,9 +46,35 @@ def _global_mean_loss(model, feats, y, lengths):
     return total * dist.get_world_size() / n  # the world size undoes DDP's averaging of gradients
 
 
+def _positives_loss(model, feats, y, lengths):
+    """What one process computes on the whole batch: the focal sum over its positives."""
+    return symfocal.SymFocalLoss(mode="pair", min_separation=1, normalize="positives")(
+        model(feats).squeeze(1), y, lengths=lengths)
+
+
+def _global_positives_loss(model, feats, y, lengths):
+    """Each rank's focal sum over the positives of all ranks (all-reduced, as mmdetection does), the
+    count divided by the world size to undo DDP's averaging of gradients."""
+    n = symfocal.num_positives(y, lengths=lengths, min_separation=1, mode="pair")
+    dist.all_reduce(n)
+    loss = symfocal.SymFocalLoss(mode="pair", min_separation=1, normalize="positives")
+    return loss(model(feats).squeeze(1), y, lengths=lengths, normalizer=n / dist.get_world_size())
+
+
+# recipe: (lengths, the loss on each rank, the loss of one process on the whole batch)
+RECIPES = {"equal": (torch.full((4,), L), "_mean_loss", "_mean_loss"),
+           "global": (LENGTHS, "_global_mean_loss", "_mean_loss"),
+           "positives": (LENGTHS, "_global_positives_loss", "_positives_loss")}
+
+
 def _mean_of_halves(model, feats, y, lengths):
     """Each half of the batch's own mean, averaged: what DDP with mean losses computes."""
     return sum(_mean_loss(model, feats[s], y[s], lengths[s]) for s in (slice(0, 2), slice(2, 4))) / 2
+
+
+def _positives_of_halves(model, feats, y, lengths):
+    """Each half of the batch normalized by its own positives, averaged: DDP without the global count."""
+    return sum(_positives_loss(model, feats[s], y[s], lengths[s]) for s in (slice(0, 2), slice(2, 4))) / 2
 
 
 def _train(model, loss_of, rows, lengths):
@@ -65,8 +93,9 @@ def _worker(rank, world, port, recipe, out_path):
     try:
         model = _model()
         per = 4 // world
-        lengths, loss_of = (LENGTHS, _global_mean_loss) if recipe == "global" else (torch.full((4,), L), _mean_loss)
-        _train(nn.parallel.DistributedDataParallel(model), loss_of, slice(rank * per, (rank + 1) * per), lengths)
+        lengths, loss_of, _ = RECIPES[recipe]
+        _train(nn.parallel.DistributedDataParallel(model), globals()[loss_of], slice(rank * per, (rank + 1) * per),
+               lengths)
         if rank == 0:
             torch.save(model.state_dict(), out_path)
         # Both ranks are done before either tears its connections down (an early exit of one
@@ -82,22 +111,23 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("recipe", ["equal", "global"])
+@pytest.mark.parametrize("recipe", list(RECIPES))
 def test_ddp_two_processes_equal_single_process(tmp_path, recipe):
     """'equal': the same cell count on each rank, so the mean of the ranks' means is the global
-    mean. 'global': unequal lengths per rank, normalized by the global count (README)."""
+    mean. 'global': unequal lengths per rank, normalized by the global count (README).
+    'positives': unequal positives per rank, normalized by the global positive count."""
     out = tmp_path / "ddp.pt"
     mp.spawn(_worker, args=(WORLD, _free_port(), recipe, str(out)), nprocs=WORLD, join=True)
     ddp_state = torch.load(out)
 
-    lengths = LENGTHS if recipe == "global" else torch.full((4,), L)
+    lengths, _, single = RECIPES[recipe]
     model = _model()
-    _train(model, _mean_loss, slice(None), lengths)
+    _train(model, globals()[single], slice(None), lengths)
     for name, value in model.state_dict().items():
         torch.testing.assert_close(ddp_state[name], value, atol=1e-6, rtol=1e-5)
     assert not torch.equal(ddp_state["0.weight"], _model().state_dict()["0.weight"])  # it did train
-    if recipe == "global":
-        # The ranks' own means would train another model: the check can tell the two apart.
+    if recipe != "equal":
+        # The ranks' own normalizations would train another model: the check can tell the two apart.
         naive = _model()
-        _train(naive, _mean_of_halves, slice(None), lengths)
+        _train(naive, _mean_of_halves if recipe == "global" else _positives_of_halves, slice(None), lengths)
         assert not torch.allclose(naive.state_dict()["0.weight"], model.state_dict()["0.weight"], atol=1e-5)

@@ -205,10 +205,8 @@ def test_gradcheck(mode, gamma, reduction, normalize):
             x, target, mode=mode, gamma=gamma, reduction=reduction, normalize=normalize, alpha=[1.0, 0.5, 2.0, 1.0],
             label_smoothing=0.05, lengths=torch.tensor([5, 3]))
         assert torch.autograd.gradcheck(fn, (x,))
-        with torch.no_grad():  # the forward op (not the CPU's training forward) and its backward op
-            pass
     def no_train(x):  # the forward op with its backward op (the CPU's training path is the default)
-        loss, _ = torch.ops.symfocal.softmax_forward(x, t, None, None, None, mode, gamma, 0.0, 0, reduction,
+        loss, _ = torch.ops.symfocal.softmax_forward(x, t, None, None, None, None, mode, gamma, 0.0, 0, reduction,
                                                      normalize)
         return loss
     assert torch.autograd.gradcheck(no_train, (x,))
@@ -220,8 +218,8 @@ def _op_args(reduction, with_extras):
     alpha = torch.rand(5, dtype=torch.float64) if with_extras else None
     lengths = torch.tensor([12, 7]) if with_extras else None
     mask = (torch.rand(12, 12) < 0.9) if with_extras else None
-    return (x, t, alpha, lengths, mask, "sum", 2.0, 0.1 if with_extras else 0.0, 1 if with_extras else 0, reduction,
-            "sample")
+    return (x, t, alpha, lengths, mask, None, "sum", 2.0, 0.1 if with_extras else 0.0, 1 if with_extras else 0,
+            reduction, "sample")
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -236,7 +234,7 @@ def test_opcheck_backward(reduction):
     x = args[0].detach()
     loss, stats = torch.ops.symfocal.softmax_forward(x, *args[1:])
     grad = torch.randn_like(loss)
-    torch.library.opcheck(torch.ops.symfocal.softmax_backward.default, (grad, x, *args[1:5], stats, *args[5:]),
+    torch.library.opcheck(torch.ops.symfocal.softmax_backward.default, (grad, x, *args[1:5], stats, *args[6:]),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 

@@ -26,6 +26,9 @@ constexpr int kMaxBatchDims = 6;
 enum class Mode : int32_t { kNone = 0, kAverage = 1, kPair = 2, kUpper = 3, kSum = 4 };
 enum class Penalty : int32_t { kL1 = 0, kL2 = 1, kHuber = 2 };
 enum class Reduction : int32_t { kNone = 0, kMean = 1, kSum = 2 };
+// What a mean divides by: the valid cells, the positive target mass (the binary loss only: RetinaNet's
+// count of positives), or each sample's own cells (then the mean over the samples).
+enum class Normalize : int32_t { kCells = 0, kSample = 1, kPositives = 2 };
 // (1 - p_t)^gamma has cheap exact forms for these exponents.
 enum class GammaKind : int32_t { kZero = 0, kOne = 1, kTwo = 2, kGeneral = 3 };
 enum class DType : int32_t { kFloat16, kBFloat16, kFloat32, kFloat64, kBool, kUInt8 };
@@ -43,6 +46,7 @@ struct Params {
   Penalty penalty = Penalty::kL1;
   double huber_delta = 1.0;
   Reduction reduction = Reduction::kMean;
+  Normalize normalize = Normalize::kCells;
 };
 
 // A [batch..., L, L] tensor seen through its strides (stride 0 for broadcast
@@ -78,18 +82,28 @@ struct Problem {
   bool has_mask = false;
   const int64_t* lengths = nullptr;  // nullptr: every sample has length L
   int64_t lengths_div = 1;           // sample b reads lengths[b / lengths_div]
+  // A float64 scalar on the logits' device that replaces the count a mean divides
+  // by (e.g. positives summed over data-parallel ranks), or nullptr.
+  const double* normalizer = nullptr;
   Params params;
 };
 
-// Slots of the per-tile-pair partial sums and of the final statistics.
-enum Stat : int { kFocalSum = 0, kCellCount = 1, kPenaltySum = 2, kPairCount = 3, kNumStats = 4 };
+// Slots of the per-tile-pair partial sums (the first kNumPartials) and of the
+// final statistics. kTargetSum is the valid cells' target mass as the loss sees
+// it (smoothed); the finalize turns it into the positive mass of the targets.
+// kFocalScale: d loss / d (focal sum), what backward multiplies a cell's term by;
+// with normalize kSample each sample's own follows, at kNumStats + sample.
+enum Stat : int {
+  kFocalSum = 0, kCellCount = 1, kPenaltySum = 2, kPairCount = 3, kTargetSum = 4,
+  kNumPartials = 5, kFocalScale = 5, kNumStats = 6
+};
 
 // What the backward pass reads from device memory, never from the host:
 // the incoming gradient and the forward statistics.
 struct GradSource {
   const void* grad_scalar = nullptr;  // reduction mean/sum: one value of the loss dtype
   MapView grad_map;                   // reduction none: a [..., L, L] gradient
-  const double* stats = nullptr;      // kNumStats values from the forward pass
+  const double* stats = nullptr;      // the forward's statistics (kNumStats, + batch with normalize kSample)
 };
 
 SYMFOCAL_HOST_DEVICE int64_t num_tiles(int64_t L) { return (L + kTile - 1) / kTile; }

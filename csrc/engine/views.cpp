@@ -105,6 +105,16 @@ PreparedCall prepare_cells(const at::Tensor& logits, const std::optional<at::Ten
   return call;
 }
 
+void attach_normalizer(PreparedCall& call, const at::Tensor& logits, const std::optional<at::Tensor>& normalizer) {
+  if (!normalizer.has_value()) return;
+  TORCH_CHECK_VALUE(normalizer->numel() == 1, "symfocal: normalizer must have one element, got shape ",
+                    normalizer->sizes());
+  TORCH_CHECK_VALUE(normalizer->device() == logits.device(), "symfocal: normalizer is on ", normalizer->device(),
+                    " but logits are on ", logits.device());
+  call.keep_alive.push_back(normalizer->reshape({}).to(at::kDouble).contiguous());
+  call.pb.normalizer = call.keep_alive.back().data_ptr<double>();
+}
+
 int64_t num_work_items(const Problem& pb) {
   if (pb.L == 0) return 0;
   return pb.batch * tile_pairs_per_sample(num_tiles(pb.L));

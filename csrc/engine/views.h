@@ -29,6 +29,10 @@ struct PreparedCall {
 PreparedCall prepare_cells(const at::Tensor& logits, const std::optional<at::Tensor>& lengths,
                            const std::optional<at::Tensor>& mask, const Params& params);
 
+// Points call.pb.normalizer at a float64 copy of `normalizer` (one element, on the
+// logits' device: read there by the finalize, no host sync), if there is one.
+void attach_normalizer(PreparedCall& call, const at::Tensor& logits, const std::optional<at::Tensor>& normalizer);
+
 // Number of tile pairs: the unit of work and of partial sums.
 int64_t num_work_items(const Problem& pb);
 

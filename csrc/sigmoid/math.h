@@ -227,25 +227,69 @@ SYMFOCAL_HOST_DEVICE GammaKind gamma_kind_of(double gamma) {
   return GammaKind::kGeneral;
 }
 
-// The final value of a mean/sum reduction from the statistics of SPEC.md;
-// a term with a zero count is 0, never NaN.
-SYMFOCAL_HOST_DEVICE double reduce_stats(const double* s, Reduction red, double lambda) {
-  if (red == Reduction::kSum) return s[kFocalSum] + lambda * s[kPenaltySum];
-  const double focal = s[kCellCount] > 0 ? s[kFocalSum] / s[kCellCount] : 0.0;
-  const double pen = s[kPairCount] > 0 ? s[kPenaltySum] / s[kPairCount] : 0.0;
-  return focal + lambda * pen;
+// The positive mass of the valid cells' targets, from the mass the kernels sum:
+// that of the smoothed targets t (1 - eps) + eps / 2 over `cells` cells.
+SYMFOCAL_HOST_DEVICE double positive_mass(double smoothed_mass, double cells, double eps) {
+  return eps == 0.0 ? smoothed_mass : (smoothed_mass - 0.5 * eps * cells) / (1.0 - eps);
 }
 
-// d loss / d (focal term of a cell) and d loss / d rho(pair), per unit of the
-// incoming gradient, for the mean/sum reductions.
-SYMFOCAL_HOST_DEVICE void reduction_scales(const double* s, Reduction red, double lambda,
+// d loss / d (focal sum) for normalize cells and positives (SPEC.md, "Reductions"):
+// 1 / the divisor, or 0 where the divisor is not > 0 (never NaN). s[kTargetSum]
+// already holds the positive mass.
+SYMFOCAL_HOST_DEVICE double focal_scale_of(const double* s, const Params& p, const double* normalizer) {
+  if (p.reduction != Reduction::kMean) return 1.0;
+  double divisor = s[kCellCount];
+  if (normalizer != nullptr) {
+    divisor = *normalizer;
+  } else if (p.normalize == Normalize::kPositives) {
+    divisor = s[kTargetSum] > 1.0 ? s[kTargetSum] : 1.0;  // RetinaNet's max(1, positives)
+  }
+  return divisor > 0.0 ? 1.0 / divisor : 0.0;
+}
+
+// The penalty's share of a mean/sum reduction; a zero pair count gives 0.
+SYMFOCAL_HOST_DEVICE double reduced_penalty(const double* s, const Params& p) {
+  if (p.reduction == Reduction::kSum) return p.symmetry_weight * s[kPenaltySum];
+  return s[kPairCount] > 0 ? p.symmetry_weight * s[kPenaltySum] / s[kPairCount] : 0.0;
+}
+
+// The final value of a mean/sum reduction with normalize cells or positives:
+// s holds the sums of all partials; fills in the positive mass and kFocalScale.
+SYMFOCAL_HOST_DEVICE double reduce_stats(double* s, const Params& p, const double* normalizer) {
+  s[kTargetSum] = positive_mass(s[kTargetSum], s[kCellCount], p.label_smoothing);
+  s[kFocalScale] = focal_scale_of(s, p, normalizer);
+  return s[kFocalSum] * s[kFocalScale] + reduced_penalty(s, p);
+}
+
+// The same with normalize sample, from each sample's sums (rows, [batch][kNumPartials]):
+// the mean over the samples of each one's focal mean (reduction sum: their sum),
+// plus the penalty over all pairs. Fills in s's totals and each sample's scale at
+// s[kNumStats + b]. Summed in sample order; a sample without valid cells adds 0.
+SYMFOCAL_HOST_DEVICE double reduce_sample_rows(const double* rows, int64_t batch, double* s, const Params& p) {
+  for (int k = 0; k < kNumPartials; ++k) s[k] = 0.0;
+  const double per_sample = p.reduction == Reduction::kMean && batch > 0 ? 1.0 / static_cast<double>(batch) : 1.0;
+  double focal = 0.0;
+  for (int64_t b = 0; b < batch; ++b) {
+    const double* row = rows + b * kNumPartials;
+    for (int k = 0; k < kNumPartials; ++k) s[k] += row[k];
+    const double inv_cells = row[kCellCount] > 0.0 ? 1.0 / row[kCellCount] : 0.0;
+    focal += row[kFocalSum] * inv_cells;
+    s[kNumStats + b] = inv_cells * per_sample;
+  }
+  s[kTargetSum] = positive_mass(s[kTargetSum], s[kCellCount], p.label_smoothing);
+  s[kFocalScale] = 0.0;  // each sample has its own
+  return focal * per_sample + reduced_penalty(s, p);
+}
+
+// d loss / d (focal term of a cell of `sample`) and d loss / d rho(pair), per
+// unit of the incoming gradient, for the mean/sum reductions.
+SYMFOCAL_HOST_DEVICE void reduction_scales(const double* s, const Params& p, int64_t sample,
                                            double& focal_scale, double& penalty_scale) {
-  if (red == Reduction::kMean) {
-    focal_scale = s[kCellCount] > 0 ? 1.0 / s[kCellCount] : 0.0;
-    penalty_scale = s[kPairCount] > 0 ? lambda / s[kPairCount] : 0.0;
+  focal_scale = p.normalize == Normalize::kSample ? s[kNumStats + sample] : s[kFocalScale];
+  if (p.reduction == Reduction::kMean) {
+    penalty_scale = s[kPairCount] > 0 ? p.symmetry_weight / s[kPairCount] : 0.0;
   } else {
-    focal_scale = 1.0;
-    penalty_scale = lambda;
+    penalty_scale = p.symmetry_weight;
   }
 }
 

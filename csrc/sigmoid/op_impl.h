@@ -1,5 +1,6 @@
 // The bodies of the two ops, shared by the devices. A Backend provides
 //   Guard                  a type constructed from the device (makes it current)
+//   static int64_t scratch_rows(const Problem&, int64_t items);  rows of partials after the items'
 //   static void forward(const Problem&, void* loss_map, double* partials,
 //                       int64_t items, double* stats, void* loss_scalar);
 //   static void backward(const Problem&, const GradSource&, void* grad);
@@ -17,10 +18,17 @@ namespace symfocal {
 #define SYMFOCAL_OPTION_PARAMS                                                                  \
   std::string_view mode, std::optional<double> alpha, double gamma, double pos_weight,       \
       double label_smoothing, int64_t min_separation, double symmetry_weight,                \
-      std::string_view penalty, double huber_delta, std::string_view reduction
+      std::string_view penalty, double huber_delta, std::string_view reduction,              \
+      std::string_view normalize
 #define SYMFOCAL_OPTION_ARGS                                                                  \
   mode, alpha, gamma, pos_weight, label_smoothing, min_separation, symmetry_weight, penalty, \
-      huber_delta, reduction
+      huber_delta, reduction, normalize
+
+// How many float64 statistics a forward returns (engine/types.h's Stat, then one scale a
+// sample with normalize sample).
+inline int64_t num_stats(const Problem& pb) {
+  return kNumStats + (pb.params.normalize == Normalize::kSample ? pb.batch : 0);
+}
 
 inline at::ScalarType loss_dtype_of(const at::Tensor& logits) {
   return logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
@@ -29,10 +37,11 @@ inline at::ScalarType loss_dtype_of(const at::Tensor& logits) {
 // The outputs of a forward pass, allocated on the logits' device.
 struct ForwardOutputs {
   at::Tensor partials, stats, loss_scalar, loss_map;
-  ForwardOutputs(const at::Tensor& logits, const Params& params, int64_t items, int64_t scratch_rows) {
+  ForwardOutputs(const at::Tensor& logits, const Problem& pb, int64_t items, int64_t scratch_rows) {
+    const Params& params = pb.params;
     const auto dev = logits.options();
-    partials = at::empty({items + scratch_rows, kNumStats}, dev.dtype(at::kDouble));
-    stats = at::empty({kNumStats}, dev.dtype(at::kDouble));
+    partials = at::empty({items + scratch_rows, kNumPartials}, dev.dtype(at::kDouble));
+    stats = at::empty({num_stats(pb)}, dev.dtype(at::kDouble));
     loss_scalar = at::empty({}, dev.dtype(loss_dtype_of(logits)));
     if (params.reduction == Reduction::kNone)
       loss_map = at::empty(logits.sizes(), dev.memory_format(at::MemoryFormat::Contiguous));
@@ -44,12 +53,12 @@ template <class Backend>
 std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& logits, const at::Tensor& target,
                                               const std::optional<at::Tensor>& lengths,
                                               const std::optional<at::Tensor>& mask,
-                                              SYMFOCAL_OPTION_PARAMS) {
+                                              const std::optional<at::Tensor>& normalizer, SYMFOCAL_OPTION_PARAMS) {
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   typename Backend::Guard guard(logits.device());
-  PreparedCall call = prepare(logits, target, lengths, mask, params);
+  PreparedCall call = prepare(logits, target, lengths, mask, params, normalizer);
   const int64_t items = num_work_items(call.pb);
-  ForwardOutputs out(logits, params, items, Backend::scratch_rows(items));
+  ForwardOutputs out(logits, call.pb, items, Backend::scratch_rows(call.pb, items));
   Backend::forward(call.pb, out.loss_map.defined() ? out.loss_map.data_ptr() : nullptr,
                    out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),
                    out.loss_scalar.data_ptr());
@@ -63,7 +72,7 @@ at::Tensor backward_op(const at::Tensor& grad, const at::Tensor& logits, const a
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   typename Backend::Guard guard(logits.device());
   PreparedCall call = prepare(logits, target, lengths, mask, params);
-  TORCH_CHECK_VALUE(stats.numel() == kNumStats && stats.scalar_type() == at::kDouble &&
+  TORCH_CHECK_VALUE(stats.numel() == num_stats(call.pb) && stats.scalar_type() == at::kDouble &&
                         stats.device() == logits.device(),
                     "symfocal: stats must be the float64 statistics the forward op returned");
   TORCH_CHECK_VALUE(grad.device() == logits.device(), "symfocal: grad is on ", grad.device(),

@@ -13,7 +13,10 @@ struct CpuBackend {
     explicit Guard(const c10::Device&) {}
   };
 
-  static int64_t scratch_rows(int64_t) { return 0; }
+  // Normalize sample: one row of sums a sample.
+  static int64_t scratch_rows(const Problem& pb, int64_t) {
+    return pb.params.normalize == Normalize::kSample ? pb.batch : 0;
+  }
 
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                       void* loss_scalar) {
@@ -21,12 +24,26 @@ struct CpuBackend {
     finalize(pb, partials, items, stats, loss_scalar);
   }
 
-  static void finalize(const Problem& pb, const double* partials, int64_t items, double* stats, void* loss_scalar) {
-    // Summed in item order, whatever the thread count: bitwise reproducible.
-    for (int s = 0; s < kNumStats; ++s) stats[s] = 0.0;
-    for (int64_t i = 0; i < items; ++i)
-      for (int s = 0; s < kNumStats; ++s) stats[s] += partials[i * kNumStats + s];
-    const double value = reduce_stats(stats, pb.params.reduction, pb.params.symmetry_weight);
+  // Summed in item order, whatever the thread count: bitwise reproducible. With
+  // normalize sample, each sample's items (consecutive) into its row after them.
+  static void finalize(const Problem& pb, double* partials, int64_t items, double* stats, void* loss_scalar) {
+    double value;
+    if (pb.params.normalize == Normalize::kSample) {
+      double* rows = partials + items * kNumPartials;
+      const int64_t per_sample = pb.batch > 0 ? items / pb.batch : 0;
+      for (int64_t b = 0; b < pb.batch; ++b) {
+        double* row = rows + b * kNumPartials;
+        for (int s = 0; s < kNumPartials; ++s) row[s] = 0.0;
+        for (int64_t i = b * per_sample; i < (b + 1) * per_sample; ++i)
+          for (int s = 0; s < kNumPartials; ++s) row[s] += partials[i * kNumPartials + s];
+      }
+      value = reduce_sample_rows(rows, pb.batch, stats, pb.params);
+    } else {
+      for (int s = 0; s < kNumStats; ++s) stats[s] = 0.0;
+      for (int64_t i = 0; i < items; ++i)
+        for (int s = 0; s < kNumPartials; ++s) stats[s] += partials[i * kNumPartials + s];
+      value = reduce_stats(stats, pb.params, pb.normalizer);
+    }
     if (pb.logits_dtype == DType::kFloat64) {
       *static_cast<double*>(loss_scalar) = value;
     } else {
@@ -42,8 +59,8 @@ struct CpuBackend {
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits, const at::Tensor& target,
                                                const std::optional<at::Tensor>& lengths,
                                                const std::optional<at::Tensor>& mask,
-                                               SYMFOCAL_OPTION_PARAMS) {
-  return forward_op<CpuBackend>(logits, target, lengths, mask, SYMFOCAL_OPTION_ARGS);
+                                               const std::optional<at::Tensor>& normalizer, SYMFOCAL_OPTION_PARAMS) {
+  return forward_op<CpuBackend>(logits, target, lengths, mask, normalizer, SYMFOCAL_OPTION_ARGS);
 }
 
 // The CPU's training forward: the math of the gradient shares the exp and log
@@ -53,13 +70,14 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits, const a
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tensor& logits, const at::Tensor& target,
                                                                  const std::optional<at::Tensor>& lengths,
                                                                  const std::optional<at::Tensor>& mask,
+                                                                 const std::optional<at::Tensor>& normalizer,
                                                                  SYMFOCAL_OPTION_PARAMS) {
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   TORCH_CHECK_VALUE(params.reduction != Reduction::kNone && params.symmetry_weight == 0.0,
                     "symfocal: forward_train serves reductions 'mean' and 'sum' without a symmetry penalty");
-  PreparedCall call = prepare(logits, target, lengths, mask, params);
+  PreparedCall call = prepare(logits, target, lengths, mask, params, normalizer);
   const int64_t items = num_work_items(call.pb);
-  ForwardOutputs out(logits, params, items, CpuBackend::scratch_rows(items));
+  ForwardOutputs out(logits, call.pb, items, CpuBackend::scratch_rows(call.pb, items));
   at::Tensor grad_unit = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
   if (items > 0) cpu::forward(call.pb, nullptr, out.partials.data_ptr<double>(), grad_unit.data_ptr());
   CpuBackend::finalize(call.pb, out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),
@@ -79,15 +97,18 @@ at::Tensor backward_cpu(const at::Tensor& grad, const at::Tensor& logits, const 
 
 #define SYMFOCAL_OPTION_SCHEMA                                                                \
   "str mode, float? alpha, float gamma, float pos_weight, float label_smoothing, "          \
-  "int min_separation, float symmetry_weight, str penalty, float huber_delta, str reduction"
+  "int min_separation, float symmetry_weight, str penalty, float huber_delta, str reduction, str normalize"
 
 TORCH_LIBRARY(symfocal, m) {
   // loss: a scalar (float32, float64 for float64 logits) or, for reduction
-  // 'none', the per-cell map; stats: float64 [focal sum, cells, penalty sum, pairs].
-  m.def("forward(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, " SYMFOCAL_OPTION_SCHEMA
-        ") -> (Tensor loss, Tensor stats)");
+  // 'none', the per-cell map; stats: float64 [focal sum, cells, penalty sum,
+  // pairs, positive mass, focal scale] (engine/types.h's Stat), then with
+  // normalize 'sample' each sample's focal scale.
+  m.def("forward(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, Tensor? normalizer, "
+        SYMFOCAL_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats)");
   // forward plus the gradient of the unnormalized focal sum (CPU; mean/sum, no penalty).
-  m.def("forward_train(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, " SYMFOCAL_OPTION_SCHEMA
+  m.def("forward_train(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, Tensor? normalizer, "
+        SYMFOCAL_OPTION_SCHEMA
         ") -> (Tensor loss, Tensor stats, Tensor grad_unit)");
   m.def("backward(Tensor grad, Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, "
         "Tensor stats, " SYMFOCAL_OPTION_SCHEMA ") -> Tensor");

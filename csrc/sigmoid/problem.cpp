@@ -35,12 +35,20 @@ Reduction parse_reduction(std::string_view s) {
                     std::string(s), "'");
 }
 
+Normalize parse_normalize(std::string_view s) {
+  if (s == "cells") return Normalize::kCells;
+  if (s == "positives") return Normalize::kPositives;
+  if (s == "sample") return Normalize::kSample;
+  TORCH_CHECK_VALUE(false, "symfocal: normalize must be one of 'cells', 'positives', 'sample', got '",
+                    std::string(s), "'");
+}
+
 }  // namespace
 
 Params parse_params(std::string_view mode, std::optional<double> alpha, double gamma,
                     double pos_weight, double label_smoothing, int64_t min_separation,
                     double symmetry_weight, std::string_view penalty, double huber_delta,
-                    std::string_view reduction) {
+                    std::string_view reduction, std::string_view normalize) {
   Params p;
   p.mode = parse_mode(mode);
   p.has_alpha = alpha.has_value();
@@ -66,12 +74,13 @@ Params parse_params(std::string_view mode, std::optional<double> alpha, double g
   p.penalty = parse_penalty(penalty);
   p.huber_delta = huber_delta;
   p.reduction = parse_reduction(reduction);
+  p.normalize = parse_normalize(normalize);
   return p;
 }
 
 PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
                      const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                     const Params& params) {
+                     const Params& params, const std::optional<at::Tensor>& normalizer) {
   TORCH_CHECK_VALUE(target.sizes() == logits.sizes(), "symfocal: target must have the shape of logits ",
                     logits.sizes(), ", got ", target.sizes());
   TORCH_CHECK_VALUE(target.device() == logits.device(), "symfocal: target is on ", target.device(),
@@ -79,6 +88,12 @@ PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
   PreparedCall call = prepare_cells(logits, lengths, mask, params);
   call.pb.target_dtype = dtype_of(target.scalar_type());
   if (logits.numel() != 0) call.pb.target = map_view(target, call.keep_alive);
+  if (normalizer.has_value()) {
+    TORCH_CHECK_VALUE(params.reduction == Reduction::kMean && params.normalize != Normalize::kSample,
+                      "symfocal: normalizer replaces the count of reduction 'mean' with normalize 'cells' or "
+                      "'positives'");
+    attach_normalizer(call, logits, normalizer);
+  }
   return call;
 }
 

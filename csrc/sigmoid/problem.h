@@ -16,13 +16,15 @@ namespace symfocal {
 Params parse_params(std::string_view mode, std::optional<double> alpha, double gamma,
                     double pos_weight, double label_smoothing, int64_t min_separation,
                     double symmetry_weight, std::string_view penalty, double huber_delta,
-                    std::string_view reduction);
+                    std::string_view reduction, std::string_view normalize);
 
 // Checks the invariants the kernels rely on (the Python layer has already
 // given the user-facing errors) and describes the inputs without copying
 // them; only `lengths` is converted (to int64, a handful of values).
+// `normalizer` (a one-element tensor on the logits' device, or none) replaces
+// the count a mean divides by.
 PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
                      const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                     const Params& params);
+                     const Params& params, const std::optional<at::Tensor>& normalizer = std::nullopt);
 
 }  // namespace symfocal

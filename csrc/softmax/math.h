@@ -54,10 +54,11 @@ SYMFOCAL_HOST_DEVICE void bin_focal_factors(const V& lp, const V& p, const V& ga
 // loss sums and cell counts filled in), which also gets each sample's
 // kSampleScale. Summed in sample order: the same value on every device and for
 // every thread count. A sample or a batch with no valid cell adds 0, never NaN.
-//   normalize cells:  mean = sum of losses / number of valid cells
+//   normalize cells:  mean = sum of losses / number of valid cells (or / *normalizer, if given)
 //   normalize sample: mean = mean over the samples of (sample's sum / its cells)
 //   reduction sum:    the sum of losses (cells) or of the samples' means (sample)
-SYMFOCAL_HOST_DEVICE double reduce_samples(double* rows, int64_t batch, Reduction reduction, Normalize normalize) {
+SYMFOCAL_HOST_DEVICE double reduce_samples(double* rows, int64_t batch, Reduction reduction, Normalize normalize,
+                                           const double* normalizer) {
   const bool mean = reduction != Reduction::kSum;
   if (normalize == Normalize::kCells) {
     double loss = 0.0, cells = 0.0;
@@ -65,7 +66,8 @@ SYMFOCAL_HOST_DEVICE double reduce_samples(double* rows, int64_t batch, Reductio
       loss += rows[b * kNumSampleStats + kSampleLoss];
       cells += rows[b * kNumSampleStats + kSampleCells];
     }
-    const double scale = !mean ? 1.0 : (cells > 0.0 ? 1.0 / cells : 0.0);
+    const double divisor = normalizer != nullptr ? *normalizer : cells;
+    const double scale = !mean ? 1.0 : (divisor > 0.0 ? 1.0 / divisor : 0.0);
     for (int64_t b = 0; b < batch; ++b) rows[b * kNumSampleStats + kSampleScale] = scale;
     return loss * scale;
   }

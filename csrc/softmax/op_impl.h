@@ -37,9 +37,11 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_op(const at::Tensor& logits, 
                                                       const std::optional<at::Tensor>& alpha,
                                                       const std::optional<at::Tensor>& lengths,
                                                       const std::optional<at::Tensor>& mask,
+                                                      const std::optional<at::Tensor>& normalizer,
                                                       SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
   typename Backend::Guard guard(logits.device());
-  PreparedSoftmaxCall call = prepare_softmax(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS);
+  PreparedSoftmaxCall call =
+      prepare_softmax(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS, normalizer);
   const int64_t rows = Backend::softmax_partial_rows(call.pb);
   SoftmaxForwardOutputs out(logits, call.pb, rows);
   Backend::softmax_forward(call.pb, out.loss_map.defined() ? out.loss_map.data_ptr() : nullptr,

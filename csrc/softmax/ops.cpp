@@ -42,7 +42,7 @@ struct CpuSoftmaxBackend {
       rows[b * kNumSampleStats + kSampleLoss] = loss;
       rows[b * kNumSampleStats + kSampleCells] = cells;
     }
-    const double value = reduce_samples(rows, batch, pb.cells.params.reduction, pb.normalize);
+    const double value = reduce_samples(rows, batch, pb.cells.params.reduction, pb.normalize, pb.cells.normalizer);
     if (pb.cells.logits_dtype == DType::kFloat64) {
       *static_cast<double*>(loss_scalar) = value;
     } else {
@@ -74,8 +74,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_cpu(const at::Tensor& logits,
                                                        const std::optional<at::Tensor>& alpha,
                                                        const std::optional<at::Tensor>& lengths,
                                                        const std::optional<at::Tensor>& mask,
+                                                       const std::optional<at::Tensor>& normalizer,
                                                        SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
-  return softmax_forward_op<CpuSoftmaxBackend>(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS);
+  return softmax_forward_op<CpuSoftmaxBackend>(logits, target, alpha, lengths, mask, normalizer,
+                                               SYMFOCAL_SOFTMAX_OPTION_ARGS);
 }
 
 // As the binary loss's forward_train: the gradient shares the softmax of the
@@ -83,8 +85,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_cpu(const at::Tensor& logits,
 // loss sum, and backward only scales it by the sample's kSampleScale.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_forward_train_cpu(
     const at::Tensor& logits, const at::Tensor& target, const std::optional<at::Tensor>& alpha,
-    const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask, SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
-  PreparedSoftmaxCall call = prepare_softmax(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS);
+    const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
+    const std::optional<at::Tensor>& normalizer, SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
+  PreparedSoftmaxCall call =
+      prepare_softmax(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS, normalizer);
   TORCH_CHECK_VALUE(call.pb.cells.params.reduction != Reduction::kNone,
                     "symfocal: softmax_forward_train serves reductions 'mean' and 'sum'");
   const int64_t items = num_work_items(call.pb.cells);
@@ -116,10 +120,10 @@ TORCH_LIBRARY_FRAGMENT(symfocal, m) {
   // loss: a scalar (float32; float64 for float64 logits) or, for reduction 'none', the
   // [..., L, L] map; stats: float64 [batch, 3] (loss sum, valid cells, gradient scale) per sample.
   m.def("softmax_forward(Tensor logits, Tensor target, Tensor? alpha, Tensor? lengths, Tensor? mask, "
-        SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats)");
+        "Tensor? normalizer, " SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats)");
   // forward plus the gradient of each sample's unnormalized loss sum (CPU; mean and sum).
   m.def("softmax_forward_train(Tensor logits, Tensor target, Tensor? alpha, Tensor? lengths, Tensor? mask, "
-        SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats, Tensor grad_unit)");
+        "Tensor? normalizer, " SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats, Tensor grad_unit)");
   m.def("softmax_backward(Tensor grad, Tensor logits, Tensor target, Tensor? alpha, Tensor? lengths, "
         "Tensor? mask, Tensor stats, " SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> Tensor");
 }

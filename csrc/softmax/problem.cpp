@@ -43,7 +43,8 @@ BinTarget bin_target_of(at::ScalarType st) {
 
 PreparedSoftmaxCall prepare_softmax(const at::Tensor& logits, const at::Tensor& target,
                                     const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& lengths,
-                                    const std::optional<at::Tensor>& mask, SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
+                                    const std::optional<at::Tensor>& mask, SYMFOCAL_SOFTMAX_OPTION_PARAMS,
+                                    const std::optional<at::Tensor>& normalizer) {
   TORCH_CHECK_VALUE(logits.dim() >= 3 && logits.size(-2) == logits.size(-3),
                     "symfocal: logits must have shape [..., L, L, C], got ", logits.sizes());
   const int64_t bins = logits.size(-1);
@@ -57,7 +58,7 @@ PreparedSoftmaxCall prepare_softmax(const at::Tensor& logits, const at::Tensor& 
                     " but logits are on ", logits.device());
 
   Params params = parse_params("average", std::nullopt, gamma, 1.0, label_smoothing, min_separation, 0.0, "l1",
-                               1.0, reduction);
+                               1.0, reduction, "cells");
   params.mode = parse_softmax_mode(mode);
 
   const at::Tensor logits_cells = logits.select(-1, 0);
@@ -93,6 +94,14 @@ PreparedSoftmaxCall prepare_softmax(const at::Tensor& logits, const at::Tensor& 
                       ", got ", alpha->scalar_type(), " ", alpha->sizes(), " on ", alpha->device());
     call.keep_alive.push_back(alpha->contiguous());
     pb.alpha = call.keep_alive.back().data_ptr<double>();
+  }
+  if (normalizer.has_value()) {
+    TORCH_CHECK_VALUE(pb.cells.params.reduction == Reduction::kMean && pb.normalize == Normalize::kCells,
+                      "symfocal: normalizer replaces the count of reduction 'mean' with normalize 'cells'");
+    PreparedCall cells_call{pb.cells, std::move(call.keep_alive)};
+    attach_normalizer(cells_call, logits, normalizer);
+    pb.cells = cells_call.pb;
+    call.keep_alive = std::move(cells_call.keep_alive);
   }
   return call;
 }

@@ -26,9 +26,11 @@ struct PreparedSoftmaxCall {
 // logits [..., L, L, C] (any strides; the Python layer moves a class_dim=-3
 // layout there as a view), target [..., L, L] bin indices (uint8, int32,
 // int64) or [..., L, L, C] soft, alpha float64 [C] on the logits' device.
+// normalizer (one element) replaces the valid cells' count of normalize 'cells', reduction 'mean'.
 // Checks the invariants the kernels rely on; copies nothing but lengths.
 PreparedSoftmaxCall prepare_softmax(const at::Tensor& logits, const at::Tensor& target,
                                     const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& lengths,
-                                    const std::optional<at::Tensor>& mask, SYMFOCAL_SOFTMAX_OPTION_PARAMS);
+                                    const std::optional<at::Tensor>& mask, SYMFOCAL_SOFTMAX_OPTION_PARAMS,
+                                    const std::optional<at::Tensor>& normalizer = std::nullopt);
 
 }  // namespace symfocal

@@ -14,7 +14,6 @@ namespace symfocal {
 // Bins a cell may have: a cell's bins are staged in buffers of this size.
 constexpr int kMaxBins = 128;
 
-enum class Normalize : int32_t { kCells = 0, kSample = 1 };
 // Integer targets hold a bin index per cell; soft targets a distribution over the bins.
 enum class BinTarget : int32_t { kSoft = 0, kUInt8 = 1, kInt32 = 2, kInt64 = 3 };
 

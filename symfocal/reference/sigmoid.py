@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .._sigmoid_checks import check_inputs
+from .._sigmoid_checks import check_inputs, check_normalizer
 from .cells import _admitted, valid_cells
 
 
@@ -39,13 +39,16 @@ def sym_focal_loss(
     symmetry_penalty="l1",
     huber_delta=1.0,
     reduction="mean",
+    normalize="cells",
+    normalizer=None,
     validate=True,
 ):
     """Same signature and result as :func:`symfocal.sym_focal_loss`, in plain PyTorch."""
     check_inputs(logits, target, lengths, mask, mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight,
                  label_smoothing=label_smoothing, min_separation=min_separation,
                  symmetry_weight=symmetry_weight, symmetry_penalty=symmetry_penalty,
-                 huber_delta=huber_delta, reduction=reduction, validate=validate)
+                 huber_delta=huber_delta, reduction=reduction, normalize=normalize, validate=validate)
+    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate)
     x = logits
     t = target.to(x.dtype)
     if label_smoothing:
@@ -86,14 +89,34 @@ def sym_focal_loss(
         half = 0.5 * symmetry_weight * rho
         return cell + half + half.transpose(-1, -2)
 
-    focal_sum = cell.to(acc).sum()
-    penalty_sum = rho.to(acc).sum() if rho is not None else focal_sum.new_zeros(())
-    if reduction == "sum":
-        return focal_sum + symmetry_weight * penalty_sum
-    n = valid.sum()
-    focal = torch.where(n > 0, focal_sum / n.clamp(min=1), torch.zeros_like(focal_sum))
+    if normalize == "sample":
+        focal = _sample_means(cell.to(acc), valid, reduction)
+    elif reduction == "sum":
+        focal = cell.to(acc).sum()
+    elif normalizer is not None:
+        focal = _safe_divide(cell.to(acc).sum(), normalizer.to(acc).reshape(()))
+    elif normalize == "positives":  # RetinaNet's: over max(1, the positive mass of the valid cells)
+        positives = torch.where(valid, target.to(acc), torch.zeros((), dtype=acc)).sum()
+        focal = cell.to(acc).sum() / positives.clamp(min=1)
+    else:
+        focal = _safe_divide(cell.to(acc).sum(), valid.sum())
     if rho is None:
         return focal
-    p = pairs.sum()
-    penalty = torch.where(p > 0, penalty_sum / p.clamp(min=1), torch.zeros_like(penalty_sum))
+    penalty_sum = rho.to(acc).sum()
+    penalty = penalty_sum if reduction == "sum" else _safe_divide(penalty_sum, pairs.sum())
     return focal + symmetry_weight * penalty
+
+
+def _safe_divide(total, count):
+    """total / count, and 0 where count is not > 0 (SPEC.md: never NaN)."""
+    ok = count > 0
+    return torch.where(ok, total / torch.where(ok, count, torch.ones_like(count)), torch.zeros_like(total))
+
+
+def _sample_means(cell, valid, reduction):
+    """normalize="sample": each sample's (all batch dims flattened) mean over its valid cells, then their
+    mean (reduction "sum": their sum)."""
+    sums = cell.reshape(-1, *cell.shape[-2:]).sum((-1, -2))
+    counts = valid.reshape(-1, *valid.shape[-2:]).sum((-1, -2))
+    means = _safe_divide(sums, counts)
+    return means.sum() if reduction == "sum" else means.sum() / max(means.numel(), 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._checks import check_normalizer
 from .._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
 from .cells import valid_cells
 
@@ -20,13 +21,15 @@ def softmax_focal_term(z, t, alpha, gamma):
 
 def sym_softmax_focal_loss(logits, target, *, mode="average", gamma=0.0, alpha=None, label_smoothing=0.0,
                            min_separation=0, lengths=None, mask=None, reduction="mean", normalize="cells",
-                           class_dim=-1, validate=True):
+                           normalizer=None, class_dim=-1, validate=True):
     """Same signature and result as :func:`symfocal.sym_softmax_focal_loss`, in plain PyTorch:
     the symmetrized logits, their log-softmax and its gradient each a full [..., L, L, C] tensor."""
     check_softmax_options(mode=mode, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
                           min_separation=min_separation, reduction=reduction, normalize=normalize,
                           class_dim=class_dim)
     check_softmax_tensors(logits, target, alpha, lengths, mask, class_dim=class_dim, validate=validate)
+    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate,
+                                  counts=("cells",))
     x, target = channel_last(logits, target, class_dim)
     C = x.shape[-1]
     if target.dtype.is_floating_point:
@@ -58,8 +61,8 @@ def sym_softmax_focal_loss(logits, target, *, mode="average", gamma=0.0, alpha=N
         total = cell.to(acc).sum()
         if reduction == "sum":
             return total
-        n = valid.sum()
-        return torch.where(n > 0, total / n.clamp(min=1), torch.zeros_like(total))
+        n = valid.sum() if normalizer is None else normalizer.to(acc).reshape(())
+        return torch.where(n > 0, total / torch.where(n > 0, n, torch.ones_like(n)), torch.zeros_like(total))
     sums = cell.to(acc).flatten(-2).sum(-1).reshape(-1)
     counts = valid.flatten(-2).sum(-1).reshape(-1)
     means = torch.where(counts > 0, sums / counts.clamp(min=1), torch.zeros_like(sums))

@@ -24,6 +24,7 @@ using cuda::Variant;
 using cuda::detail::element_size;
 using cuda::detail::finalize_chunks_kernel;
 using cuda::detail::finalize_kernel;
+using cuda::detail::sample_sums_kernel;
 using cuda::detail::kFinalizeThreads;
 using cuda::detail::Pass;
 using cuda::detail::TilePairKernel;
@@ -54,6 +55,7 @@ void allow_inputs(const Problem& pb, const GradSource& src) {
   block.allow(pb.target.data, view_extent(pb.target, pb.L, pb.target_dtype), "target");
   if (pb.has_mask) block.allow(pb.mask.data, view_extent(pb.mask, pb.L, pb.mask_dtype), "mask");
   block.allow(src.grad_map.data, view_extent(src.grad_map, pb.L, pb.logits_dtype), "grad");
+  if (pb.normalizer != nullptr) block.allow(pb.normalizer, sizeof(double), "normalizer");
 }
 
 // launch_plan.h's launcher on the emulator.
@@ -72,10 +74,16 @@ struct EmulatedLauncher {
     Block::instance().launch(blocks, kFinalizeThreads, [&] { finalize_chunks_kernel(partials, items, chunk_sums); });
   }
 
+  void sample_sums(const double* partials, int64_t per_sample, int64_t batch, double* rows) {
+    const auto blocks = static_cast<unsigned>(batch < kEmulatedGrid ? batch : kEmulatedGrid);
+    Block::instance().launch(blocks, kFinalizeThreads, [&] { sample_sums_kernel(partials, per_sample, batch, rows); });
+  }
+
   template <typename loss_t>
-  void finalize(const double* rows, int64_t n, double* stats, loss_t* loss, Reduction reduction, double lambda) {
+  void finalize(const double* rows, int64_t n, double* stats, loss_t* loss, const Params& params,
+                const double* normalizer) {
     Block::instance().launch(1, kFinalizeThreads,
-                             [&] { finalize_kernel<loss_t>(rows, n, stats, loss, reduction, lambda); });
+                             [&] { finalize_kernel<loss_t>(rows, n, stats, loss, params, normalizer); });
   }
 };
 
@@ -85,16 +93,16 @@ struct EmulatedBackend {
     explicit Guard(const c10::Device&) {}
   };
 
-  static int64_t scratch_rows(int64_t items) { return cuda::finalize_scratch_rows(items); }
+  static int64_t scratch_rows(const Problem& pb, int64_t items) { return cuda::finalize_scratch_rows(pb, items); }
 
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                       void* loss_scalar) {
     Block& block = Block::instance();
     allow_inputs(pb, GradSource{});
     block.allow(loss_map, pb.batch * pb.L * pb.L * element_size(pb.logits_dtype), "loss map");
-    block.allow(partials, (items + scratch_rows(items)) * kNumStats * static_cast<int64_t>(sizeof(double)),
+    block.allow(partials, (items + scratch_rows(pb, items)) * kNumPartials * static_cast<int64_t>(sizeof(double)),
                 "partials");
-    block.allow(stats, kNumStats * sizeof(double), "stats");
+    block.allow(stats, num_stats(pb) * static_cast<int64_t>(sizeof(double)), "stats");
     block.allow(loss_scalar, pb.logits_dtype == DType::kFloat64 ? sizeof(double) : sizeof(float), "loss");
     EmulatedLauncher launch;
     cuda::detail::plan_forward(launch, pb, g_variant, loss_map, partials, items, stats, loss_scalar);
@@ -123,8 +131,11 @@ struct EmulatedSoftmaxLauncher {
   }
 
   template <typename loss_t>
-  void reduce(double* rows, int64_t batch, loss_t* loss, Reduction reduction, Normalize normalize) {
-    Block::instance().launch(1, 32, [&] { cuda::detail::softmax_reduce_kernel<loss_t>(rows, batch, loss, reduction, normalize); });
+  void reduce(double* rows, int64_t batch, loss_t* loss, Reduction reduction, Normalize normalize,
+              const double* normalizer) {
+    Block::instance().launch(1, 32, [&] {
+      cuda::detail::softmax_reduce_kernel<loss_t>(rows, batch, loss, reduction, normalize, normalizer);
+    });
   }
 };
 
@@ -154,6 +165,7 @@ void allow_softmax_inputs(const SoftmaxProblem& pb, const SoftmaxGradSource& src
   }
   if (c.has_mask) block.allow(c.mask.data, view_extent(c.mask, c.L, c.mask_dtype), "mask");
   if (pb.alpha != nullptr) block.allow(pb.alpha, pb.bins * static_cast<int64_t>(sizeof(double)), "alpha");
+  if (c.normalizer != nullptr) block.allow(c.normalizer, sizeof(double), "normalizer");
   block.allow(src.grad_map.data, view_extent(src.grad_map, c.L, c.logits_dtype), "grad");
   block.allow(src.grad_scalar, c.logits_dtype == DType::kFloat64 ? 8 : 4, "grad scalar");
   block.allow(src.sample_stats, c.batch * kNumSampleStats * static_cast<int64_t>(sizeof(double)), "stats");

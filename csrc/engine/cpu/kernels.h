@@ -9,7 +9,7 @@
 namespace symfocal {
 namespace cpu {
 
-// Per-tile-pair partial sums into partials[item * kNumStats + stat] and,
+// Per-tile-pair partial sums into partials[item * kNumPartials + stat] and,
 // when loss_map is not null, the per-cell loss map; when grad_unit is not
 // null, the gradient of the unnormalized focal sum (all in [batch, L, L],
 // contiguous, the logits dtype). At most one of the two is not null.

@@ -32,7 +32,7 @@ void check_launch(cudaError_t err) {
 struct CudaBackend {
   using Guard = c10::cuda::CUDAGuard;
 
-  static int64_t scratch_rows(int64_t items) { return cuda::finalize_scratch_rows(items); }
+  static int64_t scratch_rows(const Problem& pb, int64_t items) { return cuda::finalize_scratch_rows(pb, items); }
 
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
                       void* loss_scalar) {
@@ -65,8 +65,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_cuda(const at::Tensor& logits
                                                         const std::optional<at::Tensor>& alpha,
                                                         const std::optional<at::Tensor>& lengths,
                                                         const std::optional<at::Tensor>& mask,
+                                                        const std::optional<at::Tensor>& normalizer,
                                                         SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
-  return softmax_forward_op<CudaSoftmaxBackend>(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS);
+  return softmax_forward_op<CudaSoftmaxBackend>(logits, target, alpha, lengths, mask, normalizer,
+                                                SYMFOCAL_SOFTMAX_OPTION_ARGS);
 }
 
 at::Tensor softmax_backward_cuda(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
@@ -79,8 +81,9 @@ at::Tensor softmax_backward_cuda(const at::Tensor& grad, const at::Tensor& logit
 
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& logits, const at::Tensor& target,
                                                 const std::optional<at::Tensor>& lengths,
-                                                const std::optional<at::Tensor>& mask, SYMFOCAL_OPTION_PARAMS) {
-  return forward_op<CudaBackend>(logits, target, lengths, mask, SYMFOCAL_OPTION_ARGS);
+                                                const std::optional<at::Tensor>& mask,
+                                                const std::optional<at::Tensor>& normalizer, SYMFOCAL_OPTION_PARAMS) {
+  return forward_op<CudaBackend>(logits, target, lengths, mask, normalizer, SYMFOCAL_OPTION_ARGS);
 }
 
 at::Tensor backward_cuda(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,

@@ -260,7 +260,7 @@ void tile_math(TileBuf<acc_t>& t, const TileWeights<acc_t>& w, const Params& prm
   const Vec delta(static_cast<acc_t>(prm.huber_delta));
   const Vec half_lambda(static_cast<acc_t>(0.5 * prm.symmetry_weight));
   const Vec w_focal(w.focal), w_penalty(w.penalty);
-  Vec s_focal(0), s_cells(0), s_pen(0), s_pairs(0);
+  Vec s_focal(0), s_cells(0), s_pen(0), s_pairs(0), s_target(0);
   for (int o = 0; o < TT; o += W) {
     const Vec xa = Vec::loadu(t.xa + o), xb = Vec::loadu(t.xb + o);
     const Vec ta = Vec::loadu(t.ta + o), tb = Vec::loadu(t.tb + o);
@@ -284,11 +284,12 @@ void tile_math(TileBuf<acc_t>& t, const TileWeights<acc_t>& w, const Params& prm
     s_cells = s_cells + wa + wb;
     s_pen = s_pen + wp * rho;
     s_pairs = s_pairs + wp;
+    s_target = s_target + wa * ta + wb * tb;
   }
   if (sums != nullptr) {
     // Lanes summed in a fixed order: the result does not depend on threads.
-    const Vec* acc[kNumStats] = {&s_focal, &s_cells, &s_pen, &s_pairs};
-    for (int s = 0; s < kNumStats; ++s) {
+    const Vec* acc[kNumPartials] = {&s_focal, &s_cells, &s_pen, &s_pairs, &s_target};
+    for (int s = 0; s < kNumPartials; ++s) {
       alignas(64) acc_t lanes[W];
       acc[s]->store(lanes);
       double total = 0;
@@ -313,10 +314,10 @@ struct Kernels {
         if (item + 1 < end) prefetch_inputs(pb, tile_geometry(pb, item + 1));
         const TileWeights<acc_t> weights{build_weights(pb, g, unit, t), unit.focal, unit.penalty};
         gather_inputs(pb, g, t);
-        double sums[kNumStats];
+        double sums[kNumPartials];
         tile_math<M, G, S>(t, weights, pb.params, sums);
         const double half = g.diagonal ? 0.5 : 1.0;  // a diagonal tile sees each pair twice
-        for (int s = 0; s < kNumStats; ++s) partials[item * kNumStats + s] = half * sums[s];
+        for (int s = 0; s < kNumPartials; ++s) partials[item * kNumPartials + s] = half * sums[s];
         if (S != Store::kNothing) {
           visit_dtype(pb.logits_dtype, [&](auto tag) {
             scatter(t, g, pb.L, static_cast<decltype(tag)*>(cell_out));
@@ -339,6 +340,7 @@ struct Kernels {
   static void backward(const Problem& pb, const GradSource& src, void* grad) {
     const int64_t items = pb.batch * tile_pairs_per_sample(num_tiles(pb.L));
     Scales<acc_t> scales;
+    double grad_value = 0.0;
     const Params& prm = pb.params;
     if (prm.reduction == Reduction::kNone) {
       scales.penalty = static_cast<acc_t>(prm.symmetry_weight);
@@ -351,16 +353,26 @@ struct Kernels {
                     g = static_cast<double>(*static_cast<const decltype(tag)*>(src.grad_scalar));
                   });
       double fs, ps;
-      reduction_scales(src.stats, prm.reduction, prm.symmetry_weight, fs, ps);
+      reduction_scales(src.stats, prm, 0, fs, ps);
       scales.focal = static_cast<acc_t>(fs * g);
       scales.penalty = static_cast<acc_t>(ps * g);
+      grad_value = g;
     }
+    // With normalize sample each sample's focal terms have their own scale.
+    const bool per_sample = prm.reduction != Reduction::kNone && prm.normalize == Normalize::kSample;
     at::parallel_for(0, items, 4, [&](int64_t begin, int64_t end) {
       TileBuf<acc_t> t;
+      Scales<acc_t> scales_of_item = scales;
       for (int64_t item = begin; item < end; ++item) {
         const Geometry g = tile_geometry(pb, item);
         if (item + 1 < end) prefetch_inputs(pb, tile_geometry(pb, item + 1));
-        const TileWeights<acc_t> weights{build_weights(pb, g, scales, t), scales.focal, scales.penalty};
+        if (per_sample) {
+          double fs, ps;
+          reduction_scales(src.stats, prm, g.b, fs, ps);
+          scales_of_item.focal = static_cast<acc_t>(fs * grad_value);
+        }
+        const TileWeights<acc_t> weights{build_weights(pb, g, scales_of_item, t), scales_of_item.focal,
+                                         scales_of_item.penalty};
         gather_inputs(pb, g, t);
         tile_math<M, G, Store::kGrad>(t, weights, prm, nullptr);
         visit_dtype(pb.logits_dtype, [&](auto tag) {

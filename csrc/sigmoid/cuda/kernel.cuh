@@ -46,7 +46,7 @@ struct Shared {
   acc_t t[T][T + 1];     // mirror targets (smoothed)
   acc_t g[T][T + 1];     // mirror incoming gradient (backward, reduction none)
   uint8_t m[T][T + 1];   // mirror mask
-  acc_t partial[Threads / 32][kNumStats];
+  acc_t partial[Threads / 32][kNumPartials];
 };
 
 // What a block needs to know of the call, read once per block.
@@ -62,7 +62,7 @@ __device__ __forceinline__ int cells_in(int c0, int width) {
   return n < 0 ? 0 : (n > kVec ? kVec : n);
 }
 
-// One tile pair. Forward: the block's four sums go to partials[item] and the
+// One tile pair. Forward: the block's sums (Stat) go to partials[item] and the
 // loss map to `out` if asked. Backward: writes the gradient to `out`.
 template <Pass P, Mode M, GammaKind G, class Shape, typename acc_t>
 __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const Scales<acc_t>& sc,
@@ -150,7 +150,7 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
   const bool with_penalty = prm.symmetry_weight > 0.0;
   const acc_t delta = static_cast<acc_t>(prm.huber_delta);
   const acc_t half_lambda = static_cast<acc_t>(0.5 * prm.symmetry_weight);
-  acc_t s_focal = 0, s_cells = 0, s_pen = 0, s_pairs = 0;
+  acc_t s_focal = 0, s_cells = 0, s_pen = 0, s_pairs = 0, s_target = 0;
   acc_t own[kGroups][kVec], mirror[kGroups][kVec];
 #pragma unroll
   for (int h = 0; h < kGroups; ++h)
@@ -172,6 +172,7 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
         wb *= gb;
         wp *= acc_t(0.5) * (ga + gb);
       }
+      if (P == Pass::kForward) s_target += wa * ta + wb * tb;
       acc_t la, lb, da, db;
       pair_focal<M, G>(xa, xb, ta, tb, wa, wb, coefs, la, lb, da, db);
       acc_t rho = 0, drho = 0;
@@ -218,22 +219,22 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
 
   if (P == Pass::kForward) {
     // 4. The block's sums, in a fixed order (warp shuffles, then warps in turn).
-    acc_t v[kNumStats] = {s_focal, s_cells, s_pen, s_pairs};
+    acc_t v[kNumPartials] = {s_focal, s_cells, s_pen, s_pairs, s_target};
 #pragma unroll
-    for (int s = 0; s < kNumStats; ++s)
+    for (int s = 0; s < kNumPartials; ++s)
       for (int o = 16; o > 0; o >>= 1) v[s] += __shfl_down_sync(0xffffffffu, v[s], o);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (lane == 0)
 #pragma unroll
-      for (int s = 0; s < kNumStats; ++s) sh.partial[warp][s] = v[s];
+      for (int s = 0; s < kNumPartials; ++s) sh.partial[warp][s] = v[s];
     __syncthreads();
     if (threadIdx.x == 0) {
       const double w = g.diagonal ? 0.5 : 1.0;
-      for (int s = 0; s < kNumStats; ++s) {
+      for (int s = 0; s < kNumPartials; ++s) {
         double total = 0;
         for (int wi = 0; wi < kThreads / 32; ++wi) total += static_cast<double>(sh.partial[wi][s]);
-        SYMFOCAL_CHECK_GLOBAL_ACCESS(&partials[item * kNumStats + s], sizeof(double), 1);
-        partials[item * kNumStats + s] = w * total;
+        SYMFOCAL_CHECK_GLOBAL_ACCESS(&partials[item * kNumPartials + s], sizeof(double), 1);
+        partials[item * kNumPartials + s] = w * total;
       }
     }
   }
@@ -248,31 +249,45 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
 
 using TilePairKernel = void (*)(Problem, int64_t, GradSource, WideAccess, void*, double*);
 
-// At least Shape::kMinBlocks blocks an SM in fp32 (the register cap follows);
-// fp64, for tests and gradcheck rather than speed, gets the registers it needs.
-template <class Shape, typename acc_t>
-constexpr int kMinBlocksPerSM = sizeof(acc_t) == 4 ? Shape::kMinBlocks : 1;
+// At least Shape::kMinBlocks blocks an SM in fp32 (the register cap follows),
+// and in forward at least kMinBlocksForward; fp64, for tests and gradcheck
+// rather than speed, gets the registers it needs.
+template <Pass P, class Shape, typename acc_t>
+constexpr int kMinBlocksPerSM =
+    sizeof(acc_t) != 4 ? 1
+    : P == Pass::kForward && Shape::kMinBlocksForward > Shape::kMinBlocks ? Shape::kMinBlocksForward
+                                                                          : Shape::kMinBlocks;
 
 template <Pass P, Mode M, class Shape, typename acc_t>
-__global__ void __launch_bounds__(Shape::kThreads, (kMinBlocksPerSM<Shape, acc_t>))
+__global__ void __launch_bounds__(Shape::kThreads, (kMinBlocksPerSM<P, Shape, acc_t>))
     tile_pair_kernel(Problem pb, int64_t items, GradSource src, WideAccess wide, void* out, double* partials) {
   __shared__ Shared<acc_t, Shape::kThreads> sh;
   SYMFOCAL_SHARED_DECLARED(sh);
   Scales<acc_t> sc{acc_t(1), acc_t(1), false};
+  double grad_value = 0.0, penalty_scale = 0.0;
+  // With normalize sample each sample's focal terms have their own scale (read per item).
+  const bool per_sample = P == Pass::kBackward && pb.params.reduction != Reduction::kNone &&
+                          pb.params.normalize == Normalize::kSample;
   if (P == Pass::kBackward) {
     if (pb.params.reduction == Reduction::kNone) {
       sc.penalty = static_cast<acc_t>(pb.params.symmetry_weight);
       sc.per_cell = true;
     } else {
-      const double gv = pb.logits_dtype == DType::kFloat64 ? *static_cast<const double*>(src.grad_scalar)
-                                                          : *static_cast<const float*>(src.grad_scalar);
-      double fs, ps;
-      reduction_scales(src.stats, pb.params.reduction, pb.params.symmetry_weight, fs, ps);
-      sc.focal = static_cast<acc_t>(fs * gv);
-      sc.penalty = static_cast<acc_t>(ps * gv);
+      grad_value = pb.logits_dtype == DType::kFloat64 ? *static_cast<const double*>(src.grad_scalar)
+                                                      : *static_cast<const float*>(src.grad_scalar);
+      double fs;
+      reduction_scales(src.stats, pb.params, 0, fs, penalty_scale);
+      sc.focal = static_cast<acc_t>(fs * grad_value);
+      sc.penalty = static_cast<acc_t>(penalty_scale * grad_value);
     }
   }
+  const int64_t pairs_per_sample = tile_pairs_per_sample(num_tiles(pb.L));
   for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
+    if (per_sample) {
+      double fs, ps;
+      reduction_scales(src.stats, pb.params, item / pairs_per_sample, fs, ps);
+      sc.focal = static_cast<acc_t>(fs * grad_value);
+    }
     switch (pb.params.gamma_kind) {
       case GammaKind::kZero:
         tile_pair<P, M, GammaKind::kZero, Shape>(pb, item, sc, src.grad_map, wide, out, partials, sh);

@@ -46,10 +46,19 @@ struct StreamLauncher {
     error = cudaGetLastError();
   }
 
-  template <typename loss_t>
-  void finalize(const double* rows, int64_t n, double* stats, loss_t* loss, Reduction reduction, double lambda) {
+  void sample_sums(const double* partials, int64_t per_sample, int64_t batch, double* rows) {
     if (error != cudaSuccess) return;
-    detail::finalize_kernel<loss_t><<<1, detail::kFinalizeThreads, 0, stream>>>(rows, n, stats, loss, reduction, lambda);
+    const auto blocks = static_cast<unsigned>(batch < 65535 ? batch : 65535);
+    detail::sample_sums_kernel<<<blocks, detail::kFinalizeThreads, 0, stream>>>(partials, per_sample, batch, rows);
+    error = cudaGetLastError();
+  }
+
+  template <typename loss_t>
+  void finalize(const double* rows, int64_t n, double* stats, loss_t* loss, const Params& params,
+                const double* normalizer) {
+    if (error != cudaSuccess) return;
+    detail::finalize_kernel<loss_t><<<1, detail::kFinalizeThreads, 0, stream>>>(rows, n, stats, loss, params,
+                                                                               normalizer);
     error = cudaGetLastError();
   }
 };

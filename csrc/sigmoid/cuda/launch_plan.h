@@ -5,8 +5,10 @@
 //   void tile_pairs(const Problem&, int64_t items, const GradSource&, void* out, double* partials,
 //                   bool cell_access);
 //   void finalize_chunks(const double* partials, int64_t items, double* chunk_sums);
+//   void sample_sums(const double* partials, int64_t per_sample, int64_t batch, double* rows);
 //   template <typename loss_t>
-//   void finalize(const double* rows, int64_t n, double* stats, loss_t* loss, Reduction, double lambda);
+//   void finalize(const double* rows, int64_t n, double* stats, loss_t* loss, const Params&,
+//                 const double* normalizer);
 #pragma once
 
 #include <cstdint>
@@ -34,9 +36,12 @@ inline int64_t finalize_chunks(int64_t items) {
 
 }  // namespace detail
 
-// Rows of kNumStats doubles the forward needs after the items' partials (the
-// chunk sums): the caller allocates items + scratch_rows(items) rows.
-inline int64_t finalize_scratch_rows(int64_t items) { return detail::finalize_chunks(items); }
+// Rows of kNumPartials doubles the forward needs after the items' partials (the
+// chunk sums, or with normalize sample the samples' sums): the caller allocates
+// items + finalize_scratch_rows(pb, items) rows.
+inline int64_t finalize_scratch_rows(const Problem& pb, int64_t items) {
+  return pb.params.normalize == Normalize::kSample ? pb.batch : detail::finalize_chunks(items);
+}
 
 namespace detail {
 
@@ -65,16 +70,21 @@ void launch_tile_pairs_of(Launcher& launch, Variant v, const Problem& pb, int64_
 template <typename acc_t, class Launcher>
 void plan_forward_as(Launcher& launch, const Problem& pb, Variant v, void* loss_map, double* partials, int64_t items,
                      double* stats, acc_t* loss_scalar) {
-  const Reduction red = pb.params.reduction;
-  const double lambda = pb.params.symmetry_weight;
   if (items > 0) launch_tile_pairs_of<Pass::kForward, acc_t>(launch, v, pb, items, GradSource{}, loss_map, partials);
+  if (pb.params.normalize == Normalize::kSample) {
+    double* rows = partials + items * kNumPartials;
+    // (L = 0: every sample's rows are zeros, so each sample's scale is 0 too.)
+    if (pb.batch > 0) launch.sample_sums(partials, items / pb.batch, pb.batch, rows);
+    launch.template finalize<acc_t>(rows, pb.batch, stats, loss_scalar, pb.params, pb.normalizer);
+    return;
+  }
   const int64_t chunks = uses_one_block_finalize(v) ? 0 : finalize_chunks(items);
   if (chunks == 0) {
-    launch.template finalize<acc_t>(partials, items, stats, loss_scalar, red, lambda);
+    launch.template finalize<acc_t>(partials, items, stats, loss_scalar, pb.params, pb.normalizer);
   } else {
-    double* chunk_sums = partials + items * kNumStats;
+    double* chunk_sums = partials + items * kNumPartials;
     launch.finalize_chunks(partials, items, chunk_sums);
-    launch.template finalize<acc_t>(chunk_sums, chunks, stats, loss_scalar, red, lambda);
+    launch.template finalize<acc_t>(chunk_sums, chunks, stats, loss_scalar, pb.params, pb.normalizer);
   }
 }
 

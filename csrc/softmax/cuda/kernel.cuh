@@ -461,11 +461,12 @@ __global__ void __launch_bounds__(kSoftmaxThreads)
 // The reduced loss and every sample's gradient scale (softmax/math.h), one thread.
 template <typename loss_t>
 __global__ void softmax_reduce_kernel(double* rows, int64_t batch, loss_t* loss, Reduction reduction,
-                                      Normalize normalize) {
+                                      Normalize normalize, const double* normalizer) {
   if (threadIdx.x != 0 || blockIdx.x != 0) return;
   SYMFOCAL_CHECK_GLOBAL_ACCESS(loss, sizeof(loss_t), 1);
   if (batch > 0) SYMFOCAL_CHECK_GLOBAL_ACCESS(rows, batch * kNumSampleStats * sizeof(double), 1);
-  *loss = static_cast<loss_t>(reduce_samples(rows, batch, reduction, normalize));
+  if (normalizer != nullptr) SYMFOCAL_CHECK_GLOBAL_ACCESS(normalizer, sizeof(double), 1);
+  *loss = static_cast<loss_t>(reduce_samples(rows, batch, reduction, normalize, normalizer));
 }
 
 using SoftmaxPairsKernel = void (*)(const SoftmaxProblem, int64_t, const SoftmaxGradSource, void*, double*);
@@ -506,7 +507,8 @@ inline int64_t softmax_units(const SoftmaxProblem& pb) {
 // on a stream, the emulator's on the CPU). A Launcher provides
 //   void pairs(SoftmaxPairsKernel, const SoftmaxProblem&, int64_t units, const SoftmaxGradSource&, void*, double*);
 //   void sample_sums(const double* partials, int64_t per_sample, int64_t batch, double* rows);
-//   template <typename loss_t> void reduce(double* rows, int64_t batch, loss_t* loss, Reduction, Normalize);
+//   template <typename loss_t>
+//   void reduce(double* rows, int64_t batch, loss_t* loss, Reduction, Normalize, const double* normalizer);
 template <class Launcher>
 void plan_softmax_forward(Launcher& launch, const SoftmaxProblem& pb, void* loss_map, double* partials,
                           double* rows, void* loss_scalar) {
@@ -519,9 +521,11 @@ void plan_softmax_forward(Launcher& launch, const SoftmaxProblem& pb, void* loss
   }
   const Reduction red = pb.cells.params.reduction;
   if (f64) {
-    launch.template reduce<double>(rows, batch, static_cast<double*>(loss_scalar), red, pb.normalize);
+    launch.template reduce<double>(rows, batch, static_cast<double*>(loss_scalar), red, pb.normalize,
+                                   pb.cells.normalizer);
   } else {
-    launch.template reduce<float>(rows, batch, static_cast<float*>(loss_scalar), red, pb.normalize);
+    launch.template reduce<float>(rows, batch, static_cast<float*>(loss_scalar), red, pb.normalize,
+                                  pb.cells.normalizer);
   }
 }
 

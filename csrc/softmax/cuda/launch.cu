@@ -31,9 +31,10 @@ struct StreamLauncher {
   }
 
   template <typename loss_t>
-  void reduce(double* rows, int64_t batch, loss_t* loss, Reduction reduction, Normalize normalize) {
+  void reduce(double* rows, int64_t batch, loss_t* loss, Reduction reduction, Normalize normalize,
+              const double* normalizer) {
     if (error != cudaSuccess) return;
-    detail::softmax_reduce_kernel<loss_t><<<1, 32, 0, stream>>>(rows, batch, loss, reduction, normalize);
+    detail::softmax_reduce_kernel<loss_t><<<1, 32, 0, stream>>>(rows, batch, loss, reduction, normalize, normalizer);
     error = cudaGetLastError();
   }
 };
