@@ -1,13 +1,14 @@
 """The softmax focal loss over bins, for distogram heads (SPEC.md, "Distogram heads"):
 sym_softmax_focal_loss checks the arguments once and runs the fused op (or, where no
-compiled kernel serves the device, the reference, with one warning); distogram_bins
-makes a head's integer targets from coordinates, as OpenFold bins them."""
+compiled kernel serves the device, the reference, with one warning). The targets from
+coordinates (distogram_bins) are in bins.py."""
 
 from __future__ import annotations
 
 import torch
 
 from . import _ops, reference
+from .bins import distogram_bins  # noqa: F401  (symfocal.softmax.distogram_bins, as before)
 from ._checks import check_normalizer
 from ._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
 
@@ -66,25 +67,3 @@ def sym_softmax_focal_loss(
     if x.device.type == "cpu" and x.requires_grad and torch.is_grad_enabled() and reduction != "none":
         return torch.ops.symfocal.softmax_forward_train(*args)[0]
     return torch.ops.symfocal.softmax_forward(*args)[0]
-
-
-def distogram_bins(coords: torch.Tensor, min_bin: float = 2.3125, max_bin: float = 21.6875,
-                   num_bins: int = 64) -> torch.Tensor:
-    """Distance bins of every pair of points, ``[..., L, 3] -> uint8 [..., L, L]``, as OpenFold's
-    ``distogram_loss`` makes its targets: the squared distance compared with the squared
-    boundaries ``linspace(min_bin, max_bin, num_bins - 1)``; bin k holds the pairs with k
-    boundaries below their distance (so bin 0 is closer than ``min_bin``, the last bin beyond
-    ``max_bin``)."""
-    if not isinstance(coords, torch.Tensor) or not coords.dtype.is_floating_point:
-        raise TypeError(f"coords must be a floating torch.Tensor, got "
-                        f"{coords.dtype if isinstance(coords, torch.Tensor) else type(coords).__name__}")
-    if coords.dim() < 2 or coords.shape[-1] != 3:
-        raise ValueError(f"coords must have shape [..., L, 3], got {tuple(coords.shape)}")
-    if isinstance(num_bins, bool) or not isinstance(num_bins, int) or not 2 <= num_bins <= 256:
-        raise ValueError(f"num_bins must be an int in [2, 256] (the bins fit uint8), got {num_bins!r}")
-    if not min_bin < max_bin:
-        raise ValueError(f"min_bin must be below max_bin, got {min_bin} and {max_bin}")
-    boundaries = torch.linspace(min_bin, max_bin, num_bins - 1, device=coords.device, dtype=coords.dtype) ** 2
-    d2 = ((coords[..., :, None, :] - coords[..., None, :, :]) ** 2).sum(-1)
-    # The number of boundaries strictly below d2, without a [..., L, L, num_bins - 1] comparison.
-    return torch.bucketize(d2, boundaries, right=False).to(torch.uint8)

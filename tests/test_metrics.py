@@ -1,5 +1,6 @@
-"""symfocal.metrics against small cases computed by hand."""
+"""symfocal.metrics against small cases computed by hand and against the formulas of ESM and E2Efold."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -153,3 +154,108 @@ def test_better_half_picks_the_half_that_holds_the_pairs(good):
         logits.append(x)
         pairs.append(truth)
     assert symfocal.better_half(logits, pairs) == good
+
+
+def _esm_compute_precisions(predictions, targets, src_lengths, minsep, maxsep):
+    """ESM's compute_precisions (its contact-prediction evaluation), transcribed: invalid pairs
+    (negative targets, out of range or length) masked to -inf, the top L of the upper triangle,
+    precision at floor(m L / 10) for m = 1..10."""
+    batch_size, seqlen, _ = predictions.size()
+    seqlen_range = torch.arange(seqlen)
+    sep = (seqlen_range.unsqueeze(0) - seqlen_range.unsqueeze(1)).unsqueeze(0)
+    valid_mask = (sep >= minsep) & (targets >= 0)
+    if maxsep is not None:
+        valid_mask &= sep < maxsep
+    valid = seqlen_range.unsqueeze(0) < src_lengths.unsqueeze(1)
+    valid_mask &= valid.unsqueeze(1) & valid.unsqueeze(2)
+    predictions = predictions.masked_fill(~valid_mask, float("-inf"))
+    x_ind, y_ind = np.triu_indices(seqlen, minsep)
+    indices = predictions[:, x_ind, y_ind].argsort(dim=-1, descending=True)[:, :seqlen]
+    topk_targets = targets[:, x_ind, y_ind][torch.arange(batch_size).unsqueeze(1), indices]
+    cumulative = topk_targets.type_as(predictions).cumsum(-1)
+    gather = (torch.arange(0.1, 1.1, 0.1).unsqueeze(0) * src_lengths.unsqueeze(1)).type(torch.long) - 1
+    binned = cumulative.gather(1, gather) / (gather + 1).type_as(cumulative)
+    return {"P@L/5": binned[:, 1].mean(), "P@L/2": binned[:, 4].mean(), "P@L": binned[:, 9].mean(),
+            "AUC": binned.mean(-1).mean()}
+
+
+def test_contact_precisions_are_esms():
+    g = torch.Generator().manual_seed(11)
+    L = 90
+    scores = torch.randn(2, L, L, generator=g)
+    target = (torch.rand(2, L, L, generator=g) < 0.08).long()
+    target = target | target.transpose(-1, -2)
+    target[torch.rand(2, L, L, generator=g) < 0.05] = -1  # ESM's "unknown"
+    lengths = torch.tensor([90, 71])
+    ours = metrics.contact_precisions(scores, target, lengths=lengths)
+    for name, (low, high) in metrics.ESM_RANGES.items():
+        theirs = _esm_compute_precisions(scores, target, lengths, low, None if high is None else high + 1)
+        for key, value in theirs.items():
+            assert ours[f"{name} {key}"] == pytest.approx(float(value), abs=1e-6), (name, key)  # ESM: float32
+    # An unknown target is not a contact: as a contact the numbers move.
+    as_contacts = metrics.contact_precisions(scores, target.abs(), lengths=lengths, ignore_index=None)
+    assert as_contacts["local P@L"] > ours["local P@L"]
+
+
+def test_top_precision_and_f1_leave_ignored_targets_out():
+    scores = torch.zeros(1, 30, 30)
+    scores[0, 0, 29] = 5.0  # the best-scored pair has an unknown target
+    target = torch.zeros(1, 30, 30, dtype=torch.long)
+    target[0, 0, 29] = -1
+    target[0, 1, 28] = 1
+    scores[0, 1, 28] = 4.0
+    assert metrics.top_precision(scores, target, fractions=(30,))["long P@L/30"] == 1.0
+    assert metrics.top_precision(scores, target.abs(), fractions=(30,), ignore_index=None)["long P@L/30"] == 1.0
+    probs = torch.sigmoid(scores)
+    counts = metrics.f1_mcc(probs, target, threshold=0.9)
+    assert (counts["TP"], counts["FP"]) == (1, 0)
+    assert metrics.f1_mcc(probs, target.abs(), threshold=0.9, ignore_index=None)["TP"] == 2
+
+
+def _e2efold_shifted_f1(pred_pairs, true_pairs, L):
+    """E2Efold's evaluate_shifted, transcribed: full symmetric 0/1 maps, the prediction spread by a
+    cross-shaped kernel; TP the true cells it reaches, FN the true cells it does not, FP = #pred - TP."""
+    def full(pairs):
+        m = torch.zeros(L, L)
+        for i, j in pairs:
+            m[i, j] = m[j, i] = 1
+        return m
+    pred_a, true_a = full(pred_pairs), full(true_pairs)
+    kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])
+    filtered = torch.nn.functional.conv2d(pred_a[None, None], kernel[None, None], padding=1)[0, 0]
+    fn = int(((true_a - filtered) == 1).sum())
+    tp = float(torch.sign(filtered * true_a).sum())
+    fp = float(pred_a.sum()) - tp
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def test_shifted_f1_is_e2efolds():
+    rng = np.random.default_rng(2)
+    L = 60
+    for _ in range(20):
+        true_pairs = {tuple(sorted(rng.choice(L, 2, replace=False).tolist())) for _ in range(12)}
+        # Predictions: some exact, some one base off, some wrong.
+        pred_pairs = set()
+        for i, j in true_pairs:
+            r = rng.random()
+            if r < 0.3:
+                pred_pairs.add((i, j))
+            elif r < 0.6 and 0 < i and j + 1 < L and i - 1 != j + 1:
+                pred_pairs.add(tuple(sorted((i - 1 if r < 0.45 else i, j if r < 0.45 else j + 1))))
+        pred_pairs |= {tuple(sorted(rng.choice(L, 2, replace=False).tolist())) for _ in range(4)}
+        ours = metrics.shifted_base_pair_scores(pred_pairs, true_pairs, L)["f1"]
+        assert ours == pytest.approx(_e2efold_shifted_f1(pred_pairs, true_pairs, L), abs=1e-12)
+        assert ours >= metrics.base_pair_scores(pred_pairs, true_pairs, L)["f1"]
+
+
+def test_pooled_and_per_sequence_f1_differ_as_defined():
+    # Sequence 1: 1 of 1 found; sequence 2: 1 of 9 found with 1 false positive.
+    predicted = [[(0, 9)], [(0, 20), (3, 30)]]
+    true = [[(0, 9)], [(0, 20)] + [(k, 40 - k) for k in range(5, 13)]]
+    per_sequence = metrics.base_pair_f1(predicted, true, [10, 41])
+    pooled = metrics.base_pair_f1(predicted, true, [10, 41], pooled=True)
+    assert per_sequence == pytest.approx((1.0 + 2 * 1 / (2 * 1 + 1 + 8)) / 2)
+    assert pooled == pytest.approx(2 * 2 / (2 * 2 + 1 + 8))
+    assert metrics.base_pair_f1([[(1, 9)]], [[(0, 9)]], [10], shift=True) == 1.0
+    with pytest.raises(ValueError, match="one predicted and one true pair list"):
+        metrics.base_pair_f1(predicted, true[:1], [10])
