@@ -25,19 +25,52 @@ def check_options(*, mode, alpha, gamma, pos_weight, label_smoothing, min_separa
     _choice("reduction", reduction, REDUCTIONS)
     _choice("normalize", normalize, NORMALIZE)
     _choice("symmetry_penalty", symmetry_penalty, PENALTIES)
-    _number("alpha", alpha, allow_none=True)
-    if alpha is not None and not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1] or None, got {alpha}")
+    if isinstance(alpha, torch.Tensor):
+        _per_channel_tensor("alpha", alpha)
+    else:
+        _number("alpha", alpha, allow_none=True)
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1] or None, got {alpha}")
     check_focal_options(gamma=gamma, label_smoothing=label_smoothing, min_separation=min_separation)
-    _number("pos_weight", pos_weight, allow_none=True)
-    if pos_weight is not None and not 0.0 < pos_weight < math.inf:
-        raise ValueError(f"pos_weight must be a finite number > 0 or None, got {pos_weight}")
+    if isinstance(pos_weight, torch.Tensor):
+        _per_channel_tensor("pos_weight", pos_weight)
+    else:
+        _number("pos_weight", pos_weight, allow_none=True)
+        if pos_weight is not None and not 0.0 < pos_weight < math.inf:
+            raise ValueError(f"pos_weight must be a finite number > 0 or None, got {pos_weight}")
     _number("symmetry_weight", symmetry_weight)
     if not 0.0 <= symmetry_weight < math.inf:
         raise ValueError(f"symmetry_weight must be a finite number >= 0, got {symmetry_weight}")
     _number("huber_delta", huber_delta)
     if not 0.0 < huber_delta < math.inf:
         raise ValueError(f"huber_delta must be a finite number > 0, got {huber_delta}")
+
+
+def _per_channel_tensor(name, values):
+    if values.dim() != 1 or values.dtype.is_complex or values.dtype == torch.bool:
+        raise ValueError(f"{name} as a tensor must be one real value a channel, shape [C], got "
+                         f"{values.dtype} of shape {tuple(values.shape)}")
+    if values.requires_grad:
+        raise ValueError(f"{name} must not require grad (use {name}.detach())")
+
+
+def check_channel_values(logits, *, alpha, pos_weight, validate=True):
+    """Per-channel alpha / pos_weight tensors against the logits: [C] for [..., C, L, L], on their
+    device; with validate, alpha in [0, 1] and pos_weight finite and > 0."""
+    for name, values in (("alpha", alpha), ("pos_weight", pos_weight)):
+        if not isinstance(values, torch.Tensor):
+            continue
+        if logits.dim() < 3 or values.shape != (logits.shape[-3],):
+            raise ValueError(f"{name} as a tensor must have shape [C] for logits [..., C, L, L], got "
+                             f"{tuple(values.shape)} for logits of shape {tuple(logits.shape)}")
+        if values.device != logits.device:
+            raise ValueError(f"{name} is on {values.device} but logits are on {logits.device}")
+        if validate and _element_checks_allowed(logits, values) and values.numel():
+            v = values.double()
+            bad = ~((v >= 0) & (v <= 1)) if name == "alpha" else ~((v > 0) & (v < math.inf))
+            if bool(bad.any()):
+                rule = "in [0, 1]" if name == "alpha" else "finite and > 0"
+                raise ValueError(f"{name} values must be {rule}, got {values.tolist()}")
 
 
 def check_tensors(logits, target, lengths=None, mask=None, *, validate=True):
@@ -80,3 +113,4 @@ def check_tensors(logits, target, lengths=None, mask=None, *, validate=True):
 def check_inputs(logits, target, lengths, mask, *, validate, **options):
     check_options(**options)
     check_tensors(logits, target, lengths, mask, validate=validate)
+    check_channel_values(logits, alpha=options["alpha"], pos_weight=options["pos_weight"], validate=validate)

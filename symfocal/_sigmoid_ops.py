@@ -17,8 +17,9 @@ FOCAL_SCALE, NUM_STATS = 5, 6
 
 
 @torch.library.register_fake("symfocal::forward")
-def _forward_fake(logits, target, lengths, mask, normalizer, mode, alpha, gamma, pos_weight, label_smoothing,
-                  min_separation, symmetry_weight, penalty, huber_delta, reduction, normalize):
+def _forward_fake(logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight, mode, alpha, gamma,
+                  pos_weight, label_smoothing, min_separation, symmetry_weight, penalty, huber_delta, reduction,
+                  normalize):
     samples = math.prod(logits.shape[:-2]) if normalize == "sample" else 0
     stats = logits.new_empty((NUM_STATS + samples,), dtype=torch.float64)
     if reduction == "none":
@@ -29,25 +30,26 @@ def _forward_fake(logits, target, lengths, mask, normalizer, mode, alpha, gamma,
 
 
 @torch.library.register_fake("symfocal::backward")
-def _backward_fake(grad, logits, target, lengths, mask, stats, *options):
+def _backward_fake(grad, logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats, *options):
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
 def _setup_context(ctx, inputs, output):
-    logits, target, lengths, mask, _normalizer, *options = inputs
+    logits, target, lengths, mask, _normalizer, channel_alpha, channel_pos_weight, *options = inputs
     _, stats = output
     ctx.mark_non_differentiable(stats)
     # Only the inputs and the statistics (the normalizer is in them): nothing of size B×L×L is made for backward.
-    ctx.save_for_backward(logits, target, lengths, mask, stats)
+    ctx.save_for_backward(logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats)
     ctx.options = options
 
 
 def _backward(ctx, grad_loss, _grad_stats):
-    logits, target, lengths, mask, stats = ctx.saved_tensors
+    logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats = ctx.saved_tensors
     grad = None
     if ctx.needs_input_grad[0]:
-        grad = torch.ops.symfocal.backward(grad_loss, logits, target, lengths, mask, stats, *ctx.options)
-    return (grad, None, None, None, None) + (None,) * len(OPTION_NAMES)
+        grad = torch.ops.symfocal.backward(grad_loss, logits, target, lengths, mask, channel_alpha,
+                                           channel_pos_weight, stats, *ctx.options)
+    return (grad,) + (None,) * (6 + len(OPTION_NAMES))
 
 
 torch.library.register_autograd("symfocal::forward", _backward, setup_context=_setup_context)
@@ -59,8 +61,8 @@ torch.library.register_autograd("symfocal::forward", _backward, setup_context=_s
 # its grad_unit output (sym_focal_loss drops it), since an eager backward
 # that frees the graph scales it in place.
 @torch.library.register_fake("symfocal::forward_train")
-def _forward_train_fake(logits, target, lengths, mask, normalizer, *options):
-    loss, stats = _forward_fake(logits, target, lengths, mask, normalizer, *options)
+def _forward_train_fake(logits, target, lengths, mask, *tensors_and_options):
+    loss, stats = _forward_fake(logits, target, lengths, mask, *tensors_and_options)
     return loss, stats, torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 

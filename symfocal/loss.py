@@ -67,7 +67,7 @@ class SymFocalLoss(nn.Module):
         # The mode, then every option that differs from its default: eval(repr(m)) rebuilds m.
         shown = [f"mode={self.mode!r}"]
         for name, value in self.options().items():
-            if name != "mode" and value != _DEFAULTS[name]:
+            if name != "mode" and (isinstance(value, torch.Tensor) or value != _DEFAULTS[name]):
                 shown.append(f"{name}={value!r}")
         return ", ".join(shown)
 

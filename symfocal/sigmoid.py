@@ -16,9 +16,9 @@ def sym_focal_loss(
     target: torch.Tensor,
     *,
     mode: str = "average",
-    alpha: float | None = 0.25,
+    alpha: float | torch.Tensor | None = 0.25,
     gamma: float = 2.0,
-    pos_weight: float | None = None,
+    pos_weight: float | torch.Tensor | None = None,
     label_smoothing: float = 0.0,
     min_separation: int = 0,
     lengths: torch.Tensor | None = None,
@@ -36,7 +36,8 @@ def sym_focal_loss(
     See SPEC.md for the exact definition. ``mode`` is one of ``"average"``
     (focal loss of the symmetrized logits), ``"pair"`` (both halves against
     the target), ``"upper"`` (upper triangle only) and ``"none"`` (plain
-    sigmoid focal loss). ``lengths`` ([B] or ``logits.shape[:-2]``) and
+    sigmoid focal loss). ``alpha`` and ``pos_weight`` may be ``[C]`` tensors, one value
+    a channel of ``[..., C, L, L]`` maps. ``lengths`` ([B] or ``logits.shape[:-2]``) and
     ``mask`` (broadcastable bool/uint8) select the cells that count, as does
     ``min_separation`` (|i - j| >= k). ``symmetry_weight`` > 0 adds
     ``symmetry_penalty`` ("l1", "l2", "huber") of x_ij - x_ji. ``reduction``
@@ -71,8 +72,14 @@ def op_arguments(logits, target, lengths, mask, normalizer=None, *, mode, alpha,
                  label_smoothing, min_separation, symmetry_weight, symmetry_penalty, huber_delta, reduction,
                  normalize="cells") -> tuple:
     """The arguments of torch.ops.symfocal.forward in schema order (backward takes grad, the first four,
-    stats and the options)."""
-    return (logits, target, lengths, mask, normalizer, mode, None if alpha is None else float(alpha),
+    the per-channel tensors, stats and the options). A tensor alpha or pos_weight ([C]) goes as a
+    float64 per-channel tensor, its scalar option then unused."""
+    channel_alpha, channel_pos_weight = (v.to(device=logits.device, dtype=torch.float64).contiguous()
+                                         if isinstance(v, torch.Tensor) else None for v in (alpha, pos_weight))
+    alpha = None if channel_alpha is not None else alpha
+    pos_weight = None if channel_pos_weight is not None else pos_weight
+    return (logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight, mode,
+            None if alpha is None else float(alpha),
             float(gamma), 1.0 if pos_weight is None else float(pos_weight), float(label_smoothing),
             int(min_separation), float(symmetry_weight), symmetry_penalty, float(huber_delta), reduction,
             normalize)

@@ -45,18 +45,19 @@ def module():
 
 class _EmulatedLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target, lengths, mask, normalizer, *options):
-        loss, stats = module().forward(logits, target, lengths, mask, normalizer, *options)
-        ctx.save_for_backward(logits, target, lengths, mask, stats)
+    def forward(ctx, logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight, *options):
+        loss, stats = module().forward(logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight,
+                                       *options)
+        ctx.save_for_backward(logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats)
         ctx.options = options
         return loss
 
     @staticmethod
     def backward(ctx, grad):
-        logits, target, lengths, mask, stats = ctx.saved_tensors
-        grad_logits = module().backward(grad, logits, target, lengths, mask,
+        logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats = ctx.saved_tensors
+        grad_logits = module().backward(grad, logits, target, lengths, mask, channel_alpha, channel_pos_weight,
                                         stats, *ctx.options)
-        return (grad_logits,) + (None,) * (5 + len(ctx.options))
+        return (grad_logits,) + (None,) * (6 + len(ctx.options))
 
 
 def sym_focal_loss(logits, target, *, mode="average", alpha=0.25, gamma=2.0, pos_weight=None,

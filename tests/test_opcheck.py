@@ -11,8 +11,8 @@ def _args(reduction, mode="average", with_extras=False):
     x.requires_grad_(True)
     lengths = torch.tensor([20, 11]) if with_extras else None
     mask = (torch.rand(20, 20) < 0.9) if with_extras else None
-    return (x, t, lengths, mask, None, mode, 0.25, 2.0, 1.0, 0.0, 1 if with_extras else 0, 0.3, "l1", 1.0, reduction,
-            "cells")
+    return (x, t, lengths, mask, None, None, None, mode, 0.25, 2.0, 1.0, 0.0, 1 if with_extras else 0, 0.3, "l1", 1.0,
+            reduction, "cells")
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -27,14 +27,14 @@ def test_backward(reduction):
     x = args[0].detach()
     loss, stats = torch.ops.symfocal.forward(x, *args[1:])
     grad = torch.randn_like(loss)
-    torch.library.opcheck(torch.ops.symfocal.backward.default, (grad, x, *args[1:4], stats, *args[5:]),
+    torch.library.opcheck(torch.ops.symfocal.backward.default, (grad, x, *args[1:4], *args[5:7], stats, *args[7:]),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_forward_train(reduction):
     args = list(_args(reduction, "average", True))
-    args[11] = 0.0  # no penalty: the op's domain
+    args[13] = 0.0  # no penalty: the op's domain
     # Not test_aot_dispatch_dynamic: it keeps the grad_unit output and compares it after an eager
     # backward, which (by design, see _ops.py) scales that donated buffer in place. Compiled
     # training through this op is checked against eager in test_compile.py.

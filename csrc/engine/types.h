@@ -85,6 +85,11 @@ struct Problem {
   // A float64 scalar on the logits' device that replaces the count a mean divides
   // by (e.g. positives summed over data-parallel ranks), or nullptr.
   const double* normalizer = nullptr;
+  // Per-channel alpha and pos_weight of [..., C, L, L] maps (float64 [channels] on the
+  // logits' device, or nullptr): sample b takes channel b % channels's.
+  const double* channel_alpha = nullptr;
+  const double* channel_pos_weight = nullptr;
+  int64_t channels = 1;
   Params params;
 };
 

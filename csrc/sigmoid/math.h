@@ -227,6 +227,20 @@ SYMFOCAL_HOST_DEVICE GammaKind gamma_kind_of(double gamma) {
   return GammaKind::kGeneral;
 }
 
+// The focal options of sample b: with per-channel alpha or pos_weight, those of its channel.
+SYMFOCAL_HOST_DEVICE Params params_of_sample(const Problem& pb, int64_t b) {
+  Params p = pb.params;
+  if (pb.channel_alpha != nullptr || pb.channel_pos_weight != nullptr) {
+    const int64_t c = b % pb.channels;
+    if (pb.channel_alpha != nullptr) {
+      p.has_alpha = true;
+      p.alpha = pb.channel_alpha[c];
+    }
+    if (pb.channel_pos_weight != nullptr) p.pos_weight = pb.channel_pos_weight[c];
+  }
+  return p;
+}
+
 // The positive mass of the valid cells' targets, from the mass the kernels sum:
 // that of the smoothed targets t (1 - eps) + eps / 2 over `cells` cells.
 SYMFOCAL_HOST_DEVICE double positive_mass(double smoothed_mass, double cells, double eps) {

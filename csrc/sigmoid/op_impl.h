@@ -53,10 +53,13 @@ template <class Backend>
 std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& logits, const at::Tensor& target,
                                               const std::optional<at::Tensor>& lengths,
                                               const std::optional<at::Tensor>& mask,
-                                              const std::optional<at::Tensor>& normalizer, SYMFOCAL_OPTION_PARAMS) {
+                                              const std::optional<at::Tensor>& normalizer,
+                                              const std::optional<at::Tensor>& channel_alpha,
+                                              const std::optional<at::Tensor>& channel_pos_weight,
+                                              SYMFOCAL_OPTION_PARAMS) {
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   typename Backend::Guard guard(logits.device());
-  PreparedCall call = prepare(logits, target, lengths, mask, params, normalizer);
+  PreparedCall call = prepare(logits, target, lengths, mask, params, normalizer, channel_alpha, channel_pos_weight);
   const int64_t items = num_work_items(call.pb);
   ForwardOutputs out(logits, call.pb, items, Backend::scratch_rows(call.pb, items));
   Backend::forward(call.pb, out.loss_map.defined() ? out.loss_map.data_ptr() : nullptr,
@@ -68,10 +71,12 @@ std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& logits, const at
 template <class Backend>
 at::Tensor backward_op(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
                        const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                       const at::Tensor& stats, SYMFOCAL_OPTION_PARAMS) {
+                       const std::optional<at::Tensor>& channel_alpha,
+                       const std::optional<at::Tensor>& channel_pos_weight, const at::Tensor& stats,
+                       SYMFOCAL_OPTION_PARAMS) {
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   typename Backend::Guard guard(logits.device());
-  PreparedCall call = prepare(logits, target, lengths, mask, params);
+  PreparedCall call = prepare(logits, target, lengths, mask, params, std::nullopt, channel_alpha, channel_pos_weight);
   TORCH_CHECK_VALUE(stats.numel() == num_stats(call.pb) && stats.scalar_type() == at::kDouble &&
                         stats.device() == logits.device(),
                     "symfocal: stats must be the float64 statistics the forward op returned");

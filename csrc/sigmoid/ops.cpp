@@ -59,8 +59,12 @@ struct CpuBackend {
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits, const at::Tensor& target,
                                                const std::optional<at::Tensor>& lengths,
                                                const std::optional<at::Tensor>& mask,
-                                               const std::optional<at::Tensor>& normalizer, SYMFOCAL_OPTION_PARAMS) {
-  return forward_op<CpuBackend>(logits, target, lengths, mask, normalizer, SYMFOCAL_OPTION_ARGS);
+                                               const std::optional<at::Tensor>& normalizer,
+                                               const std::optional<at::Tensor>& channel_alpha,
+                                               const std::optional<at::Tensor>& channel_pos_weight,
+                                               SYMFOCAL_OPTION_PARAMS) {
+  return forward_op<CpuBackend>(logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight,
+                                SYMFOCAL_OPTION_ARGS);
 }
 
 // The CPU's training forward: the math of the gradient shares the exp and log
@@ -71,11 +75,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tenso
                                                                  const std::optional<at::Tensor>& lengths,
                                                                  const std::optional<at::Tensor>& mask,
                                                                  const std::optional<at::Tensor>& normalizer,
+                                                                 const std::optional<at::Tensor>& channel_alpha,
+                                                                 const std::optional<at::Tensor>& channel_pos_weight,
                                                                  SYMFOCAL_OPTION_PARAMS) {
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   TORCH_CHECK_VALUE(params.reduction != Reduction::kNone && params.symmetry_weight == 0.0,
                     "symfocal: forward_train serves reductions 'mean' and 'sum' without a symmetry penalty");
-  PreparedCall call = prepare(logits, target, lengths, mask, params, normalizer);
+  PreparedCall call = prepare(logits, target, lengths, mask, params, normalizer, channel_alpha, channel_pos_weight);
   const int64_t items = num_work_items(call.pb);
   ForwardOutputs out(logits, call.pb, items, CpuBackend::scratch_rows(call.pb, items));
   at::Tensor grad_unit = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
@@ -88,8 +94,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tenso
 
 at::Tensor backward_cpu(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
                         const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                        const at::Tensor& stats, SYMFOCAL_OPTION_PARAMS) {
-  return backward_op<CpuBackend>(grad, logits, target, lengths, mask, stats, SYMFOCAL_OPTION_ARGS);
+                        const std::optional<at::Tensor>& channel_alpha,
+                        const std::optional<at::Tensor>& channel_pos_weight, const at::Tensor& stats,
+                        SYMFOCAL_OPTION_PARAMS) {
+  return backward_op<CpuBackend>(grad, logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats,
+                                 SYMFOCAL_OPTION_ARGS);
 }
 
 }  // namespace
@@ -104,14 +113,15 @@ TORCH_LIBRARY(symfocal, m) {
   // 'none', the per-cell map; stats: float64 [focal sum, cells, penalty sum,
   // pairs, positive mass, focal scale] (engine/types.h's Stat), then with
   // normalize 'sample' each sample's focal scale.
+  // channel_alpha, channel_pos_weight: float64 [C] for logits [..., C, L, L], or None.
   m.def("forward(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, Tensor? normalizer, "
-        SYMFOCAL_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats)");
+        "Tensor? channel_alpha, Tensor? channel_pos_weight, " SYMFOCAL_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats)");
   // forward plus the gradient of the unnormalized focal sum (CPU; mean/sum, no penalty).
   m.def("forward_train(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, Tensor? normalizer, "
-        SYMFOCAL_OPTION_SCHEMA
+        "Tensor? channel_alpha, Tensor? channel_pos_weight, " SYMFOCAL_OPTION_SCHEMA
         ") -> (Tensor loss, Tensor stats, Tensor grad_unit)");
   m.def("backward(Tensor grad, Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, "
-        "Tensor stats, " SYMFOCAL_OPTION_SCHEMA ") -> Tensor");
+        "Tensor? channel_alpha, Tensor? channel_pos_weight, Tensor stats, " SYMFOCAL_OPTION_SCHEMA ") -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(symfocal, CPU, m) {

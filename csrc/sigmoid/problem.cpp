@@ -80,7 +80,9 @@ Params parse_params(std::string_view mode, std::optional<double> alpha, double g
 
 PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
                      const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                     const Params& params, const std::optional<at::Tensor>& normalizer) {
+                     const Params& params, const std::optional<at::Tensor>& normalizer,
+                     const std::optional<at::Tensor>& channel_alpha,
+                     const std::optional<at::Tensor>& channel_pos_weight) {
   TORCH_CHECK_VALUE(target.sizes() == logits.sizes(), "symfocal: target must have the shape of logits ",
                     logits.sizes(), ", got ", target.sizes());
   TORCH_CHECK_VALUE(target.device() == logits.device(), "symfocal: target is on ", target.device(),
@@ -94,6 +96,20 @@ PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
                       "'positives'");
     attach_normalizer(call, logits, normalizer);
   }
+  const int64_t channels = logits.dim() >= 3 ? logits.size(-3) : 1;
+  auto per_channel = [&](const std::optional<at::Tensor>& values, const char* name) -> const double* {
+    if (!values.has_value()) return nullptr;
+    TORCH_CHECK_VALUE(logits.dim() >= 3 && values->dim() == 1 && values->size(0) == channels &&
+                          values->scalar_type() == at::kDouble && values->device() == logits.device(),
+                      "symfocal: per-channel ", name, " must be a float64 tensor of shape [C] = [", channels,
+                      "] (logits [..., C, L, L]) on ", logits.device(), ", got ", values->scalar_type(), " ",
+                      values->sizes(), " on ", values->device());
+    call.keep_alive.push_back(values->contiguous());
+    return call.keep_alive.back().data_ptr<double>();
+  };
+  call.pb.channel_alpha = per_channel(channel_alpha, "alpha");
+  call.pb.channel_pos_weight = per_channel(channel_pos_weight, "pos_weight");
+  call.pb.channels = channels;
   return call;
 }
 

@@ -22,9 +22,12 @@ Params parse_params(std::string_view mode, std::optional<double> alpha, double g
 // given the user-facing errors) and describes the inputs without copying
 // them; only `lengths` is converted (to int64, a handful of values).
 // `normalizer` (a one-element tensor on the logits' device, or none) replaces
-// the count a mean divides by.
+// the count a mean divides by; channel_alpha / channel_pos_weight (float64 [C]
+// for logits [..., C, L, L]) give each channel its own alpha / pos_weight.
 PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
                      const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                     const Params& params, const std::optional<at::Tensor>& normalizer = std::nullopt);
+                     const Params& params, const std::optional<at::Tensor>& normalizer = std::nullopt,
+                     const std::optional<at::Tensor>& channel_alpha = std::nullopt,
+                     const std::optional<at::Tensor>& channel_pos_weight = std::nullopt);
 
 }  // namespace symfocal

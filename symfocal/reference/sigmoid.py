@@ -51,6 +51,11 @@ def sym_focal_loss(
     normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate)
     x = logits
     t = target.to(x.dtype)
+    # Per-channel alpha / pos_weight ([C] tensors): broadcast over the [..., C, L, L] maps.
+    if isinstance(alpha, torch.Tensor):
+        alpha = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1)
+    if isinstance(pos_weight, torch.Tensor):
+        pos_weight = pos_weight.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1)
     if label_smoothing:
         t = t * (1 - label_smoothing) + label_smoothing / 2
     xt = x.transpose(-1, -2)

@@ -56,6 +56,9 @@ void allow_inputs(const Problem& pb, const GradSource& src) {
   if (pb.has_mask) block.allow(pb.mask.data, view_extent(pb.mask, pb.L, pb.mask_dtype), "mask");
   block.allow(src.grad_map.data, view_extent(src.grad_map, pb.L, pb.logits_dtype), "grad");
   if (pb.normalizer != nullptr) block.allow(pb.normalizer, sizeof(double), "normalizer");
+  const auto per_channel = pb.channels * static_cast<int64_t>(sizeof(double));
+  if (pb.channel_alpha != nullptr) block.allow(pb.channel_alpha, per_channel, "channel alpha");
+  if (pb.channel_pos_weight != nullptr) block.allow(pb.channel_pos_weight, per_channel, "channel pos_weight");
 }
 
 // launch_plan.h's launcher on the emulator.

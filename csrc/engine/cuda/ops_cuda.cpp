@@ -82,14 +82,21 @@ at::Tensor softmax_backward_cuda(const at::Tensor& grad, const at::Tensor& logit
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& logits, const at::Tensor& target,
                                                 const std::optional<at::Tensor>& lengths,
                                                 const std::optional<at::Tensor>& mask,
-                                                const std::optional<at::Tensor>& normalizer, SYMFOCAL_OPTION_PARAMS) {
-  return forward_op<CudaBackend>(logits, target, lengths, mask, normalizer, SYMFOCAL_OPTION_ARGS);
+                                                const std::optional<at::Tensor>& normalizer,
+                                                const std::optional<at::Tensor>& channel_alpha,
+                                                const std::optional<at::Tensor>& channel_pos_weight,
+                                                SYMFOCAL_OPTION_PARAMS) {
+  return forward_op<CudaBackend>(logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight,
+                                 SYMFOCAL_OPTION_ARGS);
 }
 
 at::Tensor backward_cuda(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
                          const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                         const at::Tensor& stats, SYMFOCAL_OPTION_PARAMS) {
-  return backward_op<CudaBackend>(grad, logits, target, lengths, mask, stats, SYMFOCAL_OPTION_ARGS);
+                         const std::optional<at::Tensor>& channel_alpha,
+                         const std::optional<at::Tensor>& channel_pos_weight, const at::Tensor& stats,
+                         SYMFOCAL_OPTION_PARAMS) {
+  return backward_op<CudaBackend>(grad, logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats,
+                                  SYMFOCAL_OPTION_ARGS);
 }
 
 }  // namespace

@@ -315,7 +315,7 @@ struct Kernels {
         const TileWeights<acc_t> weights{build_weights(pb, g, unit, t), unit.focal, unit.penalty};
         gather_inputs(pb, g, t);
         double sums[kNumPartials];
-        tile_math<M, G, S>(t, weights, pb.params, sums);
+        tile_math<M, G, S>(t, weights, params_of_sample(pb, g.b), sums);
         const double half = g.diagonal ? 0.5 : 1.0;  // a diagonal tile sees each pair twice
         for (int s = 0; s < kNumPartials; ++s) partials[item * kNumPartials + s] = half * sums[s];
         if (S != Store::kNothing) {
@@ -374,7 +374,7 @@ struct Kernels {
         const TileWeights<acc_t> weights{build_weights(pb, g, scales_of_item, t), scales_of_item.focal,
                                          scales_of_item.penalty};
         gather_inputs(pb, g, t);
-        tile_math<M, G, Store::kGrad>(t, weights, prm, nullptr);
+        tile_math<M, G, Store::kGrad>(t, weights, params_of_sample(pb, g.b), nullptr);
         visit_dtype(pb.logits_dtype, [&](auto tag) {
           scatter(t, g, pb.L, static_cast<decltype(tag)*>(grad));
         });

@@ -146,7 +146,7 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
     for (int h = 0; h < kGroups; ++h) load_cells(g.i0 + r[h], g.j0 + c0[h], n_own[h], cur[h]);
 
   // 2. Own cells (i0 + r, j0 + c), c = c0 + q, each with its mirror from shared memory.
-  const FocalCoefs<acc_t> coefs(prm);
+  const FocalCoefs<acc_t> coefs(params_of_sample(pb, g.b));
   const bool with_penalty = prm.symmetry_weight > 0.0;
   const acc_t delta = static_cast<acc_t>(prm.huber_delta);
   const acc_t half_lambda = static_cast<acc_t>(0.5 * prm.symmetry_weight);
