@@ -73,7 +73,9 @@ __global__ void __launch_bounds__(kFinalizeThreads)
 #pragma unroll
       for (int s = 0; s < kNumPartials; ++s) rows[b * kNumPartials + s] = total[s];
     }
-    __syncthreads();  // thread 0 reads sh's totals before the next sample's sums overwrite them
+    // Every thread has read sh[.][0] (block_sum's totals) before thread 0 writes it again for the next
+    // sample: without this barrier a write-after-read race, harmless (only thread 0 uses its totals) but a race.
+    __syncthreads();
   }
 }
 
