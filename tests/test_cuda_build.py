@@ -18,8 +18,8 @@ from symfocal import _build, _ops
 ROOT = Path(__file__).resolve().parent.parent
 LOG = ROOT / "build" / "ptxas.log"
 NVCC = shutil.which("nvcc", path="/usr/local/cuda/bin") or shutil.which("nvcc")
-MAIN_KERNELS = ("tile_pair_kernel", "finalize_kernel", "finalize_chunks_kernel", "softmax_pairs_kernel",
-                "softmax_sample_sums_kernel", "softmax_reduce_kernel")
+MAIN_KERNELS = ("tile_pair_kernel", "finalize_kernel", "finalize_chunks_kernel", "sample_sums_kernel",
+                "softmax_pairs_kernel", "softmax_sample_sums_kernel", "softmax_reduce_kernel")
 # The design variants of a SYMFOCAL_CUDA_VARIANTS build (csrc/sigmoid/cuda/variants.h) are measured,
 # spills and all (three-blocks caps the registers on purpose), not held to this.
 VARIANT_SHAPES = ("SerialLoadsShape", "ThreeBlocksShape", "HalfThreadsShape")
