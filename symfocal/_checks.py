@@ -1,5 +1,5 @@
 """The argument checks both loss families share: numbers and choices, the options they have in
-common, and the cell rules' tensors (lengths, mask). Every message names the argument and what was
+common, and the cell rules' tensors (lengths, mask) and the weight map. Every message names the argument and what was
 expected. Checks that read every element need a device-to-host sync; they run only with
 validate=True and never while being compiled or captured into a CUDA graph.
 """
@@ -69,6 +69,44 @@ def check_mask(mask, cells_shape, device):
     if shape != cells_shape:
         raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the cells' shape "
                          f"{tuple(cells_shape)}")
+
+
+def check_weight(weight, cells_shape, device, *, validate=True):
+    """weight: a floating tensor broadcastable to the cells' shape [..., L, L], on `device`, not requiring
+    grad; with validate, finite and >= 0."""
+    if weight is None:
+        return
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor or None, got {type(weight).__name__}")
+    if not weight.dtype.is_floating_point:
+        raise TypeError(f"weight must be a floating tensor, got {weight.dtype}")
+    if weight.requires_grad:
+        raise ValueError("weight must not require grad: the loss is not differentiated with respect to it "
+                         "(use weight.detach())")
+    if weight.device != device:
+        raise ValueError(f"weight is on {weight.device} but logits are on {device}")
+    try:
+        shape = torch.broadcast_shapes(weight.shape, cells_shape)
+    except RuntimeError:
+        shape = None
+    if shape != cells_shape:
+        raise ValueError(f"weight of shape {tuple(weight.shape)} does not broadcast to the cells' shape "
+                         f"{tuple(cells_shape)}")
+    if validate and _element_checks_allowed(weight) and weight.numel():
+        bad = ~((weight >= 0) & (weight < math.inf))  # NaN is bad too
+        if bool(bad.any()):
+            raise ValueError("weight values must be finite and >= 0; found values outside that or NaN")
+
+
+def check_ignore_index(ignore_index, *, labels):
+    """ignore_index: None, or an int that is none of the `labels` (it would drop real cells)."""
+    if ignore_index is None:
+        return
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
+        raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
+    if ignore_index in labels:
+        raise ValueError(f"ignore_index must not be a label the target uses ({labels[0]} to {labels[-1]}), got "
+                         f"{ignore_index}: every such cell would be dropped")
 
 
 def check_lengths(lengths, cells_shape, device):

@@ -9,18 +9,21 @@ import math
 import torch
 
 from ._checks import (LOGIT_DTYPES, _choice, _element_checks_allowed, _number, check_focal_options,
-                      check_lengths, check_lengths_range, check_mask, check_normalizer)
+                      check_ignore_index, check_lengths, check_lengths_range, check_mask, check_normalizer,
+                      check_weight)
 
 MODES = ("average", "pair", "upper", "none")
 REDUCTIONS = ("mean", "sum", "none")
 NORMALIZE = ("cells", "positives", "sample")
 PENALTIES = ("l1", "l2", "huber")
-TARGET_DTYPES = LOGIT_DTYPES + (torch.bool, torch.uint8)
+# int8: for a negative ignore_index (ESM's -1 for an unknown contact).
+TARGET_DTYPES = LOGIT_DTYPES + (torch.bool, torch.uint8, torch.int8)
 
 
 def check_options(*, mode, alpha, gamma, pos_weight, label_smoothing, min_separation, symmetry_weight,
-                  symmetry_penalty, huber_delta, reduction, normalize="cells"):
+                  symmetry_penalty, huber_delta, reduction, normalize="cells", ignore_index=None):
     """The scalar options of SPEC.md."""
+    check_ignore_index(ignore_index, labels=(0, 1))
     _choice("mode", mode, MODES)
     _choice("reduction", reduction, REDUCTIONS)
     _choice("normalize", normalize, NORMALIZE)
@@ -73,8 +76,9 @@ def check_channel_values(logits, *, alpha, pos_weight, validate=True):
                 raise ValueError(f"{name} values must be {rule}, got {values.tolist()}")
 
 
-def check_tensors(logits, target, lengths=None, mask=None, *, validate=True):
-    """Shapes, dtypes and devices; with validate, also target values and lengths range."""
+def check_tensors(logits, target, lengths=None, mask=None, weight=None, *, ignore_index=None, validate=True):
+    """Shapes, dtypes and devices; with validate, also target values (0 to 1, or ignore_index), weight
+    values and lengths range."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
     if logits.dtype not in LOGIT_DTYPES:
@@ -90,27 +94,32 @@ def check_tensors(logits, target, lengths=None, mask=None, *, validate=True):
         raise ValueError(f"target must have the shape of logits {tuple(logits.shape)}, got "
                          f"{tuple(target.shape)}")
     if target.dtype not in TARGET_DTYPES:
-        raise TypeError(f"target must be a floating, bool or uint8 tensor, got {target.dtype}")
+        raise TypeError(f"target must be a floating, bool, uint8 or int8 tensor, got {target.dtype}")
     if target.requires_grad:
         raise ValueError("target must not require grad: targets are constants (use target.detach())")
     if target.device != logits.device:
         raise ValueError(f"target is on {target.device} but logits are on {logits.device}")
 
     check_mask(mask, logits.shape, logits.device)
+    check_weight(weight, logits.shape, logits.device, validate=validate)
     check_lengths(lengths, logits.shape, logits.device)
 
     if validate and _element_checks_allowed(logits, target, lengths, mask):
         check_lengths_range(lengths, logits.shape[-1])
-        if target.dtype == torch.uint8 and target.numel() and bool((target > 1).any()):
-            raise ValueError("target of dtype uint8 must hold only 0 and 1")
-        if target.dtype.is_floating_point and target.numel():
-            bad = ~((target >= 0) & (target <= 1))  # NaN is bad too
+        if target.dtype != torch.bool and target.numel():
+            bad = ~((target >= 0) & (target <= 1))  # NaN is bad too; for integers, neither 0 nor 1
+            if ignore_index is not None:
+                bad = bad & (target != ignore_index)
             if bool(bad.any()):
-                raise ValueError("target values must be in [0, 1] (soft labels); found values outside it "
-                                 "or NaN")
+                extra = "" if ignore_index is None else f" or ignore_index ({ignore_index})"
+                if target.dtype.is_floating_point:
+                    raise ValueError(f"target values must be in [0, 1] (soft labels){extra}; found values outside "
+                                     f"it or NaN")
+                raise ValueError(f"target of dtype {str(target.dtype).replace('torch.', '')} must hold only 0 and "
+                                 f"1{extra}")
 
 
-def check_inputs(logits, target, lengths, mask, *, validate, **options):
+def check_inputs(logits, target, lengths, mask, weight=None, *, validate, **options):
     check_options(**options)
-    check_tensors(logits, target, lengths, mask, validate=validate)
+    check_tensors(logits, target, lengths, mask, weight, ignore_index=options.get("ignore_index"), validate=validate)
     check_channel_values(logits, alpha=options["alpha"], pos_weight=options["pos_weight"], validate=validate)

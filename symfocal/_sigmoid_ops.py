@@ -10,16 +10,16 @@ import torch
 from ._ops import _loss_dtype, _no_double_backward, _scaled_grad_unit, _setup_nothing, _setup_train_context
 
 OPTION_NAMES = ("mode", "alpha", "gamma", "pos_weight", "label_smoothing", "min_separation",
-                "symmetry_weight", "penalty", "huber_delta", "reduction", "normalize")
+                "symmetry_weight", "penalty", "huber_delta", "reduction", "normalize", "ignore_index")
 # Slots of the statistics (csrc/engine/types.h's Stat): d loss / d (focal sum), and with
 # normalize "sample" one such scale a sample after the NUM_STATS.
 FOCAL_SCALE, NUM_STATS = 5, 6
 
 
 @torch.library.register_fake("symfocal::forward")
-def _forward_fake(logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight, mode, alpha, gamma,
-                  pos_weight, label_smoothing, min_separation, symmetry_weight, penalty, huber_delta, reduction,
-                  normalize):
+def _forward_fake(logits, target, lengths, mask, weight, normalizer, channel_alpha, channel_pos_weight, mode, alpha,
+                  gamma, pos_weight, label_smoothing, min_separation, symmetry_weight, penalty, huber_delta,
+                  reduction, normalize, ignore_index):
     samples = math.prod(logits.shape[:-2]) if normalize == "sample" else 0
     stats = logits.new_empty((NUM_STATS + samples,), dtype=torch.float64)
     if reduction == "none":
@@ -30,26 +30,26 @@ def _forward_fake(logits, target, lengths, mask, normalizer, channel_alpha, chan
 
 
 @torch.library.register_fake("symfocal::backward")
-def _backward_fake(grad, logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats, *options):
+def _backward_fake(grad, logits, target, lengths, mask, weight, channel_alpha, channel_pos_weight, stats, *options):
     return torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
 def _setup_context(ctx, inputs, output):
-    logits, target, lengths, mask, _normalizer, channel_alpha, channel_pos_weight, *options = inputs
+    logits, target, lengths, mask, weight, _normalizer, channel_alpha, channel_pos_weight, *options = inputs
     _, stats = output
     ctx.mark_non_differentiable(stats)
     # Only the inputs and the statistics (the normalizer is in them): nothing of size B×L×L is made for backward.
-    ctx.save_for_backward(logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats)
+    ctx.save_for_backward(logits, target, lengths, mask, weight, channel_alpha, channel_pos_weight, stats)
     ctx.options = options
 
 
 def _backward(ctx, grad_loss, _grad_stats):
-    logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats = ctx.saved_tensors
+    logits, target, lengths, mask, weight, channel_alpha, channel_pos_weight, stats = ctx.saved_tensors
     grad = None
     if ctx.needs_input_grad[0]:
-        grad = torch.ops.symfocal.backward(grad_loss, logits, target, lengths, mask, channel_alpha,
+        grad = torch.ops.symfocal.backward(grad_loss, logits, target, lengths, mask, weight, channel_alpha,
                                            channel_pos_weight, stats, *ctx.options)
-    return (grad,) + (None,) * (6 + len(OPTION_NAMES))
+    return (grad,) + (None,) * (7 + len(OPTION_NAMES))
 
 
 torch.library.register_autograd("symfocal::forward", _backward, setup_context=_setup_context)
@@ -68,7 +68,7 @@ def _forward_train_fake(logits, target, lengths, mask, *tensors_and_options):
 
 def _setup_binary_train_context(ctx, inputs, output):
     _setup_train_context(ctx, inputs, output)
-    ctx.per_sample = inputs[-1] == "sample"
+    ctx.per_sample = inputs[-2] == "sample"
 
 
 def _backward_train(ctx, grad_loss, _grad_stats, _grad_unit):

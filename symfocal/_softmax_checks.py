@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import (LOGIT_DTYPES, _choice, _element_checks_allowed, check_focal_options, check_lengths,
-                      check_lengths_range, check_mask)
+from ._checks import (LOGIT_DTYPES, _choice, _element_checks_allowed, check_focal_options, check_ignore_index,
+                      check_lengths, check_lengths_range, check_mask, check_weight)
 
 MODES = ("sum", "average", "pair", "upper", "none")
 REDUCTIONS = ("mean", "sum", "none")
@@ -18,13 +18,15 @@ INDEX_DTYPES = (torch.uint8, torch.int32, torch.int64)
 MAX_BINS = 128  # csrc/softmax/types.h, kMaxBins
 
 
-def check_softmax_options(*, mode, gamma, alpha, label_smoothing, min_separation, reduction, normalize, class_dim):
+def check_softmax_options(*, mode, gamma, alpha, label_smoothing, min_separation, reduction, normalize, class_dim,
+                          ignore_index=None):
     _choice("mode", mode, MODES)
     _choice("reduction", reduction, REDUCTIONS)
     _choice("normalize", normalize, NORMALIZE)
     check_focal_options(gamma=gamma, label_smoothing=label_smoothing, min_separation=min_separation)
     if class_dim not in (-1, -3):
         raise ValueError(f"class_dim must be -1 (logits [..., L, L, C]) or -3 ([..., C, L, L]), got {class_dim!r}")
+    check_ignore_index(ignore_index, labels=())  # against the bins with the tensors
     if alpha is not None and not isinstance(alpha, (torch.Tensor, list, tuple)):
         raise TypeError(f"alpha must be None or a tensor (or list) of C class weights, got {type(alpha).__name__}")
 
@@ -38,7 +40,8 @@ def channel_last(logits, target, class_dim):
     return logits.movedim(-3, -1), target
 
 
-def check_softmax_tensors(logits, target, alpha, lengths, mask, *, class_dim, validate):
+def check_softmax_tensors(logits, target, alpha, lengths, mask, weight=None, *, class_dim, validate,
+                          ignore_index=None):
     """logits and target as given (class_dim says where the bins are)."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
@@ -82,14 +85,23 @@ def check_softmax_tensors(logits, target, alpha, lengths, mask, *, class_dim, va
     elif alpha is not None and len(alpha) != C:
         raise ValueError(f"alpha must have {C} entries, one weight a bin, got {len(alpha)}")
     check_mask(mask, cells, logits.device)
+    check_weight(weight, cells, logits.device, validate=validate)
     check_lengths(lengths, cells, logits.device)
+    if ignore_index is not None:
+        if target.dtype not in INDEX_DTYPES:
+            raise ValueError("ignore_index needs a target of bin indices, not soft distributions (drop such cells "
+                             "with mask instead)")
+        check_ignore_index(ignore_index, labels=range(C))
 
     if validate and _element_checks_allowed(logits, target, lengths, mask):
         check_lengths_range(lengths, L)
         if target.dtype in INDEX_DTYPES and target.numel():
-            low, high = int(target.min()), int(target.max())
+            kept = target if ignore_index is None else target[target != ignore_index]
+            low, high = (int(kept.min()), int(kept.max())) if kept.numel() else (0, 0)
             if low < 0 or high >= C:
-                raise ValueError(f"target bin indices must be in [0, C) = [0, {C}), got values from {low} to {high}")
+                extra = "" if ignore_index is None else f" (or ignore_index, {ignore_index})"
+                raise ValueError(f"target bin indices must be in [0, C) = [0, {C}){extra}, got values from {low} "
+                                 f"to {high}")
         if target.dtype.is_floating_point and target.numel():
             _, soft = channel_last(logits, target, class_dim)
             if bool((~(soft >= 0)).any()):

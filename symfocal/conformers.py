@@ -55,7 +55,7 @@ def multi_conformer_distogram_loss(logits: torch.Tensor, target: torch.Tensor, *
     expanded = _combinations(logits, target, mask, K, D, soft)
     check_softmax_tensors(*expanded[:2], alpha, lengths, expanded[2], class_dim=-1, validate=validate)
     weights = None if alpha is None else torch.as_tensor(alpha, device=logits.device).to(torch.float64).contiguous()
-    options = (mode, float(gamma), float(label_smoothing), int(min_separation), "sum", "sample")
+    options = (mode, float(gamma), float(label_smoothing), int(min_separation), "sum", "sample", None)
     if _kernels is None:  # (tests pass the emulated CUDA kernels)
         why_not = _ops.fused_serves(logits.device)
         if why_not is not None:
@@ -85,7 +85,7 @@ class _MultiConformer(torch.autograd.Function):
     def forward(ctx, logits, target, alpha, lengths, mask, K, D, soft, options, kernels):
         B = logits.shape[0]
         x, t, m = _combinations(logits, target, mask, K, D, soft)
-        _, stats = kernels.softmax_forward(x, t, alpha, lengths, m, None, *options)
+        _, stats = kernels.softmax_forward(x, t, alpha, lengths, m, None, None, *options)
         means = _sample_means(stats, B, K, D)
         best = means.min(-1)
         ctx.save_for_backward(logits, target, alpha, lengths, mask, stats, best.indices)
@@ -108,7 +108,7 @@ class _MultiConformer(torch.autograd.Function):
             t_k = t_k.unsqueeze(1).expand(B, D, *t_k.shape[1:])
             stats_k = torch.zeros(B * D, 3, dtype=torch.float64, device=logits.device)
             stats_k[:, 2] = scale[:, k].reshape(-1)  # the backward op's per-sample scale (softmax/types.h)
-            g = ctx.kernels.softmax_backward(grad, logits, t_k, alpha, lengths, m, stats_k, *ctx.options)
+            g = ctx.kernels.softmax_backward(grad, logits, t_k, alpha, lengths, m, None, stats_k, *ctx.options)
             total = g if total is None else total.add_(g)
         return (total,) + (None,) * 9
 
@@ -120,7 +120,7 @@ def _accumulation(logits):
 def _reference(logits, target, lengths, mask, alpha, options, K, D, soft):
     """The same loss in plain PyTorch (where no compiled kernel serves the device)."""
 
-    mode, gamma, label_smoothing, min_separation, _, _ = options
+    mode, gamma, label_smoothing, min_separation, *_ = options
     B = logits.shape[0]
     x, t, m = _combinations(logits, target, mask, K, D, soft)
     loss = reference_loss(x, t, mode=mode, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,

@@ -15,7 +15,7 @@ __all__ = ["SymFocalLoss", "SymSoftmaxFocalLoss"]
 # The options of sym_focal_loss other than the tensors, with their defaults.
 _DEFAULTS = dict(mode="average", alpha=0.25, gamma=2.0, pos_weight=None, label_smoothing=0.0,
                  min_separation=0, symmetry_weight=0.0, symmetry_penalty="l1", huber_delta=1.0,
-                 reduction="mean", normalize="cells", validate=True)
+                 reduction="mean", normalize="cells", ignore_index=None, validate=True)
 
 
 class SymFocalLoss(nn.Module):
@@ -25,6 +25,8 @@ class SymFocalLoss(nn.Module):
     >>> loss = criterion(logits, target, lengths=lengths)
     >>> retinanet = SymFocalLoss(mode="none", normalize="positives")  # the focal sum over the positives
     >>> loss = retinanet(logits, target, normalizer=positives_over_all_ranks)  # DDP: one global count
+    >>> esm = SymFocalLoss(mode="none", ignore_index=-1)  # int8 targets, -1 where unknown
+    >>> loss = esm(logits, target, weight=pair_weights)  # each cell's loss times its weight
 
     The options travel with ``state_dict()`` (as the module's extra state), so that a
     checkpoint restores the loss it was trained with; ``repr`` is a constructor call.
@@ -32,13 +34,13 @@ class SymFocalLoss(nn.Module):
 
     def __init__(self, *, mode="average", alpha=0.25, gamma=2.0, pos_weight=None, label_smoothing=0.0,
                  min_separation=0, symmetry_weight=0.0, symmetry_penalty="l1", huber_delta=1.0,
-                 reduction="mean", normalize="cells", validate=True):
+                 reduction="mean", normalize="cells", ignore_index=None, validate=True):
         super().__init__()
         self._set_options(dict(mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight,
                                label_smoothing=label_smoothing, min_separation=min_separation,
                                symmetry_weight=symmetry_weight, symmetry_penalty=symmetry_penalty,
                                huber_delta=huber_delta, reduction=reduction, normalize=normalize,
-                               validate=validate))
+                               ignore_index=ignore_index, validate=validate))
 
     def _set_options(self, options: dict) -> None:
         unknown = set(options) - set(_DEFAULTS)
@@ -54,8 +56,10 @@ class SymFocalLoss(nn.Module):
         return {name: getattr(self, name) for name in _DEFAULTS}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, normalizer: torch.Tensor | float | None = None) -> torch.Tensor:
-        return sym_focal_loss(logits, target, lengths=lengths, mask=mask, normalizer=normalizer, **self.options())
+                mask: torch.Tensor | None = None, normalizer: torch.Tensor | float | None = None,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+        return sym_focal_loss(logits, target, lengths=lengths, mask=mask, weight=weight, normalizer=normalizer,
+                              **self.options())
 
     def get_extra_state(self) -> dict:
         return self.options()
@@ -73,7 +77,7 @@ class SymFocalLoss(nn.Module):
 
 
 _SOFTMAX_DEFAULTS = dict(mode="average", gamma=0.0, alpha=None, label_smoothing=0.0, min_separation=0,
-                         reduction="mean", normalize="cells", class_dim=-1, validate=True)
+                         reduction="mean", normalize="cells", class_dim=-1, ignore_index=None, validate=True)
 
 
 class SymSoftmaxFocalLoss(nn.Module):
@@ -88,12 +92,12 @@ class SymSoftmaxFocalLoss(nn.Module):
     """
 
     def __init__(self, *, mode="average", gamma=0.0, alpha=None, label_smoothing=0.0, min_separation=0,
-                 reduction="mean", normalize="cells", class_dim=-1, validate=True):
+                 reduction="mean", normalize="cells", class_dim=-1, ignore_index=None, validate=True):
         super().__init__()
         self.register_buffer("alpha", None if alpha is None else torch.as_tensor(alpha, dtype=torch.float64))
         self._set_options(dict(mode=mode, gamma=gamma, label_smoothing=label_smoothing,
                                min_separation=min_separation, reduction=reduction, normalize=normalize,
-                               class_dim=class_dim, validate=validate))
+                               class_dim=class_dim, ignore_index=ignore_index, validate=validate))
 
     def _set_options(self, options: dict) -> None:
         names = set(_SOFTMAX_DEFAULTS) - {"alpha"}
@@ -110,8 +114,9 @@ class SymSoftmaxFocalLoss(nn.Module):
         return {name: getattr(self, name) for name in _SOFTMAX_DEFAULTS if name != "alpha"}
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor, lengths: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, normalizer: torch.Tensor | float | None = None) -> torch.Tensor:
-        return sym_softmax_focal_loss(logits, target, lengths=lengths, mask=mask, alpha=self.alpha,
+                mask: torch.Tensor | None = None, normalizer: torch.Tensor | float | None = None,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+        return sym_softmax_focal_loss(logits, target, lengths=lengths, mask=mask, weight=weight, alpha=self.alpha,
                                       normalizer=normalizer, **self.options())
 
     def get_extra_state(self) -> dict:

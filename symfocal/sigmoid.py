@@ -23,6 +23,8 @@ def sym_focal_loss(
     min_separation: int = 0,
     lengths: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    ignore_index: int | None = None,
     symmetry_weight: float = 0.0,
     symmetry_penalty: str = "l1",
     huber_delta: float = 1.0,
@@ -39,7 +41,10 @@ def sym_focal_loss(
     sigmoid focal loss). ``alpha`` and ``pos_weight`` may be ``[C]`` tensors, one value
     a channel of ``[..., C, L, L]`` maps. ``lengths`` ([B] or ``logits.shape[:-2]``) and
     ``mask`` (broadcastable bool/uint8) select the cells that count, as does
-    ``min_separation`` (|i - j| >= k). ``symmetry_weight`` > 0 adds
+    ``min_separation`` (|i - j| >= k), and ``ignore_index`` (an int such as -1: a cell whose target
+    equals it is dropped as a mask would drop it; int8 or float targets hold a negative one).
+    ``weight`` (a float map broadcastable to logits, read in place) multiplies each cell's loss, not
+    the count a mean divides by. ``symmetry_weight`` > 0 adds
     ``symmetry_penalty`` ("l1", "l2", "huber") of x_ij - x_ji. ``reduction``
     is "mean", "sum" or "none" (a per-cell map). A mean divides the focal sum
     by ``normalize``: ``"cells"`` (the valid cells), ``"positives"`` (max(1,
@@ -54,35 +59,36 @@ def sym_focal_loss(
     options = dict(mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight,
                    label_smoothing=label_smoothing, min_separation=min_separation,
                    symmetry_weight=symmetry_weight, symmetry_penalty=symmetry_penalty,
-                   huber_delta=huber_delta, reduction=reduction, normalize=normalize)
-    check_inputs(logits, target, lengths, mask, validate=validate, **options)
+                   huber_delta=huber_delta, reduction=reduction, normalize=normalize, ignore_index=ignore_index)
+    check_inputs(logits, target, lengths, mask, weight, validate=validate, **options)
     normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate)
     why_not = _ops.fused_serves(logits.device)
     if why_not is not None:
         _ops.warn_fallback_once(why_not)
-        return reference.sym_focal_loss(logits, target, lengths=lengths, mask=mask, normalizer=normalizer,
-                                        validate=False, **options)
-    args = op_arguments(logits, target, lengths, mask, normalizer, **options)
+        return reference.sym_focal_loss(logits, target, lengths=lengths, mask=mask, weight=weight,
+                                        normalizer=normalizer, validate=False, **options)
+    args = op_arguments(logits, target, lengths, mask, normalizer, weight=weight, **options)
     if _train_on_cpu(logits, reduction, symmetry_weight):
         return torch.ops.symfocal.forward_train(*args)[0]
     return torch.ops.symfocal.forward(*args)[0]
 
 
-def op_arguments(logits, target, lengths, mask, normalizer=None, *, mode, alpha, gamma, pos_weight,
+def op_arguments(logits, target, lengths, mask, normalizer=None, *, weight=None, mode, alpha, gamma, pos_weight,
                  label_smoothing, min_separation, symmetry_weight, symmetry_penalty, huber_delta, reduction,
-                 normalize="cells") -> tuple:
-    """The arguments of torch.ops.symfocal.forward in schema order (backward takes grad, the first four,
-    the per-channel tensors, stats and the options). A tensor alpha or pos_weight ([C]) goes as a
+                 normalize="cells", ignore_index=None) -> tuple:
+    """The arguments of torch.ops.symfocal.forward in schema order: logits, target, lengths, mask,
+    weight, normalizer, the per-channel tensors, the options (backward takes grad, then all of these but
+    the normalizer, with stats before the options). A tensor alpha or pos_weight ([C]) goes as a
     float64 per-channel tensor, its scalar option then unused."""
     channel_alpha, channel_pos_weight = (v.to(device=logits.device, dtype=torch.float64).contiguous()
                                          if isinstance(v, torch.Tensor) else None for v in (alpha, pos_weight))
     alpha = None if channel_alpha is not None else alpha
     pos_weight = None if channel_pos_weight is not None else pos_weight
-    return (logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight, mode,
+    return (logits, target, lengths, mask, weight, normalizer, channel_alpha, channel_pos_weight, mode,
             None if alpha is None else float(alpha),
             float(gamma), 1.0 if pos_weight is None else float(pos_weight), float(label_smoothing),
             int(min_separation), float(symmetry_weight), symmetry_penalty, float(huber_delta), reduction,
-            normalize)
+            normalize, None if ignore_index is None else float(ignore_index))
 
 
 def _train_on_cpu(logits, reduction, symmetry_weight) -> bool:
@@ -104,11 +110,13 @@ def num_valid_cells(logits: torch.Tensor, *, lengths: torch.Tensor | None = None
 
 
 def num_positives(target: torch.Tensor, *, lengths: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                  min_separation: int = 0, mode: str = "average") -> torch.Tensor:
+                  min_separation: int = 0, mode: str = "average", ignore_index: int | None = None) -> torch.Tensor:
     """The positive target mass over the cells that count in ``mode`` (float64, on the target's device):
     what ``normalize="positives"`` divides by (before max(1, ·)). Summed over data-parallel ranks and
     passed as ``normalizer``, it normalizes every rank by the global count.
     """
     valid = reference.valid_cells(target, lengths, mask, min_separation, mode)
+    if ignore_index is not None:
+        valid = valid & (target != ignore_index)
     return torch.where(valid, target.to(torch.float64), torch.zeros((), dtype=torch.float64,
                                                                      device=target.device)).sum()

@@ -13,8 +13,9 @@ import torch
 from torch.utils import cpp_extension
 
 from symfocal._sigmoid_checks import check_inputs, check_normalizer
-from symfocal._softmax_checks import channel_last, check_softmax_options, check_softmax_tensors
+from symfocal._softmax_checks import check_softmax_options, check_softmax_tensors
 from symfocal.sigmoid import op_arguments
+from symfocal.softmax import softmax_op_arguments
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [ROOT / "tests" / "cuda_emulator" / name for name in ("emulator.cpp", "sigmoid_problem.cpp",
@@ -45,62 +46,64 @@ def module():
 
 class _EmulatedLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight, *options):
-        loss, stats = module().forward(logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight,
-                                       *options)
-        ctx.save_for_backward(logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats)
+    def forward(ctx, logits, target, lengths, mask, weight, normalizer, channel_alpha, channel_pos_weight, *options):
+        loss, stats = module().forward(logits, target, lengths, mask, weight, normalizer, channel_alpha,
+                                       channel_pos_weight, *options)
+        ctx.save_for_backward(logits, target, lengths, mask, weight, channel_alpha, channel_pos_weight, stats)
         ctx.options = options
         return loss
 
     @staticmethod
     def backward(ctx, grad):
-        logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats = ctx.saved_tensors
-        grad_logits = module().backward(grad, logits, target, lengths, mask, channel_alpha, channel_pos_weight,
-                                        stats, *ctx.options)
-        return (grad_logits,) + (None,) * (6 + len(ctx.options))
+        logits, target, lengths, mask, weight, channel_alpha, channel_pos_weight, stats = ctx.saved_tensors
+        grad_logits = module().backward(grad, logits, target, lengths, mask, weight, channel_alpha,
+                                        channel_pos_weight, stats, *ctx.options)
+        return (grad_logits,) + (None,) * (7 + len(ctx.options))
 
 
 def sym_focal_loss(logits, target, *, mode="average", alpha=0.25, gamma=2.0, pos_weight=None,
                    label_smoothing=0.0, min_separation=0, lengths=None, mask=None, symmetry_weight=0.0,
-                   symmetry_penalty="l1", huber_delta=1.0, reduction="mean", normalize="cells", normalizer=None):
+                   symmetry_penalty="l1", huber_delta=1.0, reduction="mean", normalize="cells", normalizer=None,
+                   weight=None, ignore_index=None):
     """symfocal.sym_focal_loss with the CUDA kernels, emulated on CPU tensors."""
     options = dict(mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight, label_smoothing=label_smoothing,
                    min_separation=min_separation, symmetry_weight=symmetry_weight,
                    symmetry_penalty=symmetry_penalty, huber_delta=huber_delta, reduction=reduction,
-                   normalize=normalize)
-    check_inputs(logits, target, lengths, mask, validate=True, **options)
+                   normalize=normalize, ignore_index=ignore_index)
+    check_inputs(logits, target, lengths, mask, weight, validate=True, **options)
     normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize)
-    return _EmulatedLoss.apply(*op_arguments(logits, target, lengths, mask, normalizer, **options))
+    return _EmulatedLoss.apply(*op_arguments(logits, target, lengths, mask, normalizer, weight=weight, **options))
 
 
 class _EmulatedSoftmaxLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, logits, target, alpha, lengths, mask, normalizer, *options):
-        loss, stats = module().softmax_forward(logits, target, alpha, lengths, mask, normalizer, *options)
-        ctx.save_for_backward(logits, target, alpha, lengths, mask, stats)
+    def forward(ctx, logits, target, alpha, lengths, mask, weight, normalizer, *options):
+        loss, stats = module().softmax_forward(logits, target, alpha, lengths, mask, weight, normalizer, *options)
+        ctx.save_for_backward(logits, target, alpha, lengths, mask, weight, stats)
         ctx.options = options
         return loss
 
     @staticmethod
     def backward(ctx, grad):
-        logits, target, alpha, lengths, mask, stats = ctx.saved_tensors
-        grad_logits = module().softmax_backward(grad, logits, target, alpha, lengths, mask, stats, *ctx.options)
-        return (grad_logits,) + (None,) * (5 + len(ctx.options))
+        logits, target, alpha, lengths, mask, weight, stats = ctx.saved_tensors
+        grad_logits = module().softmax_backward(grad, logits, target, alpha, lengths, mask, weight, stats,
+                                                *ctx.options)
+        return (grad_logits,) + (None,) * (6 + len(ctx.options))
 
 
 def sym_softmax_focal_loss(logits, target, *, mode="average", gamma=0.0, alpha=None, label_smoothing=0.0,
                            min_separation=0, lengths=None, mask=None, reduction="mean", normalize="cells",
-                           normalizer=None, class_dim=-1):
+                           normalizer=None, class_dim=-1, weight=None, ignore_index=None):
     """symfocal.sym_softmax_focal_loss with the CUDA kernels, emulated on CPU tensors."""
-    check_softmax_options(mode=mode, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
-                          min_separation=min_separation, reduction=reduction, normalize=normalize,
-                          class_dim=class_dim)
-    check_softmax_tensors(logits, target, alpha, lengths, mask, class_dim=class_dim, validate=True)
+    options = dict(mode=mode, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
+                   min_separation=min_separation, reduction=reduction, normalize=normalize, class_dim=class_dim,
+                   ignore_index=ignore_index)
+    check_softmax_options(**options)
+    check_softmax_tensors(logits, target, alpha, lengths, mask, weight, class_dim=class_dim, validate=True,
+                          ignore_index=ignore_index)
     normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, counts=("cells",))
-    x, t = channel_last(logits, target, class_dim)
-    weights = None if alpha is None else torch.as_tensor(alpha).to(torch.float64).contiguous()
-    return _EmulatedSoftmaxLoss.apply(x, t, weights, lengths, mask, normalizer, mode, float(gamma),
-                                      float(label_smoothing), int(min_separation), reduction, normalize)
+    return _EmulatedSoftmaxLoss.apply(*softmax_op_arguments(logits, target, lengths, mask, weight, normalizer,
+                                                            **options))
 
 
 def access_counts() -> tuple[int, int]:

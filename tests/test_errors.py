@@ -131,17 +131,17 @@ def test_device_mismatch_on_meta(loss_fn):
 def test_op_called_directly_checks_too():
     x, t = _xt()
     with pytest.raises(ValueError, match="mode"):
-        torch.ops.symfocal.forward(x, t, None, None, None, None, None, "bogus", 0.25, 2.0, 1.0, 0.0, 0, 0.0, "l1", 1.0, "mean",
-                                   "cells")
+        torch.ops.symfocal.forward(x, t, None, None, None, None, None, None, "bogus", 0.25, 2.0, 1.0, 0.0, 0, 0.0, "l1", 1.0, "mean",
+                                   "cells", None)
     with pytest.raises(ValueError, match="target"):
-        torch.ops.symfocal.forward(x, t[:1], None, None, None, None, None, "pair", 0.25, 2.0, 1.0, 0.0, 0, 0.0, "l1", 1.0,
-                                   "mean", "cells")
+        torch.ops.symfocal.forward(x, t[:1], None, None, None, None, None, None, "pair", 0.25, 2.0, 1.0, 0.0, 0, 0.0, "l1", 1.0,
+                                   "mean", "cells", None)
     with pytest.raises(ValueError, match="gamma"):
-        torch.ops.symfocal.forward(x, t, None, None, None, None, None, "pair", 0.25, -2.0, 1.0, 0.0, 0, 0.0, "l1", 1.0,
-                                   "mean", "cells")
+        torch.ops.symfocal.forward(x, t, None, None, None, None, None, None, "pair", 0.25, -2.0, 1.0, 0.0, 0, 0.0, "l1", 1.0,
+                                   "mean", "cells", None)
     with pytest.raises(ValueError, match="normalize must be one of"):
-        torch.ops.symfocal.forward(x, t, None, None, None, None, None, "pair", 0.25, 2.0, 1.0, 0.0, 0, 0.0, "l1", 1.0,
-                                   "mean", "bogus")
+        torch.ops.symfocal.forward(x, t, None, None, None, None, None, None, "pair", 0.25, 2.0, 1.0, 0.0, 0, 0.0, "l1", 1.0,
+                                   "mean", "bogus", None)
     with pytest.raises(ValueError, match="normalizer replaces the count"):
-        torch.ops.symfocal.forward(x, t, None, None, torch.tensor(2.0), None, None, "pair", 0.25, 2.0, 1.0, 0.0, 0, 0.0,
-                                   "l1", 1.0, "sum", "cells")
+        torch.ops.symfocal.forward(x, t, None, None, None, torch.tensor(2.0), None, None, "pair", 0.25, 2.0, 1.0, 0.0, 0, 0.0,
+                                   "l1", 1.0, "sum", "cells", None)

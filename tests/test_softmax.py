@@ -206,8 +206,8 @@ def test_gradcheck(mode, gamma, reduction, normalize):
             label_smoothing=0.05, lengths=torch.tensor([5, 3]))
         assert torch.autograd.gradcheck(fn, (x,))
     def no_train(x):  # the forward op with its backward op (the CPU's training path is the default)
-        loss, _ = torch.ops.symfocal.softmax_forward(x, t, None, None, None, None, mode, gamma, 0.0, 0, reduction,
-                                                     normalize)
+        loss, _ = torch.ops.symfocal.softmax_forward(x, t, None, None, None, None, None, mode, gamma, 0.0, 0,
+                                                     reduction, normalize, None)
         return loss
     assert torch.autograd.gradcheck(no_train, (x,))
 
@@ -218,8 +218,11 @@ def _op_args(reduction, with_extras):
     alpha = torch.rand(5, dtype=torch.float64) if with_extras else None
     lengths = torch.tensor([12, 7]) if with_extras else None
     mask = (torch.rand(12, 12) < 0.9) if with_extras else None
-    return (x, t, alpha, lengths, mask, None, "sum", 2.0, 0.1 if with_extras else 0.0, 1 if with_extras else 0,
-            reduction, "sample")
+    weight = torch.rand(2, 1, 12) if with_extras else None
+    if with_extras:
+        t = torch.where(torch.rand(t.shape) < 0.1, -100, t)
+    return (x, t, alpha, lengths, mask, weight, None, "sum", 2.0, 0.1 if with_extras else 0.0,
+            1 if with_extras else 0, reduction, "sample", -100 if with_extras else None)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -234,7 +237,7 @@ def test_opcheck_backward(reduction):
     x = args[0].detach()
     loss, stats = torch.ops.symfocal.softmax_forward(x, *args[1:])
     grad = torch.randn_like(loss)
-    torch.library.opcheck(torch.ops.symfocal.softmax_backward.default, (grad, x, *args[1:5], stats, *args[6:]),
+    torch.library.opcheck(torch.ops.symfocal.softmax_backward.default, (grad, x, *args[1:6], stats, *args[7:]),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 

@@ -31,7 +31,8 @@ enum class Reduction : int32_t { kNone = 0, kMean = 1, kSum = 2 };
 enum class Normalize : int32_t { kCells = 0, kSample = 1, kPositives = 2 };
 // (1 - p_t)^gamma has cheap exact forms for these exponents.
 enum class GammaKind : int32_t { kZero = 0, kOne = 1, kTwo = 2, kGeneral = 3 };
-enum class DType : int32_t { kFloat16, kBFloat16, kFloat32, kFloat64, kBool, kUInt8 };
+// int8: binary targets with a negative ignore_index (ESM's -1 for an unknown contact).
+enum class DType : int32_t { kFloat16, kBFloat16, kFloat32, kFloat64, kBool, kUInt8, kInt8 };
 
 struct Params {
   Mode mode = Mode::kAverage;
@@ -47,6 +48,10 @@ struct Params {
   double huber_delta = 1.0;
   Reduction reduction = Reduction::kMean;
   Normalize normalize = Normalize::kCells;
+  // A target equal to ignore_index drops its cell, as a mask would (binary: the raw target value;
+  // softmax: a bin index).
+  bool has_ignore_index = false;
+  double ignore_index = 0.0;
 };
 
 // A [batch..., L, L] tensor seen through its strides (stride 0 for broadcast
@@ -76,10 +81,14 @@ struct Problem {
   int64_t batch = 0;  // product of the batch dims
   int64_t L = 0;
   MapView logits, target, mask;
+  // The weight map: each valid cell's loss times its weight (not the count a mean divides by);
+  // float32, float64 for float64 logits; broadcast through stride 0.
+  MapView weight;
   DType logits_dtype = DType::kFloat32;
   DType target_dtype = DType::kFloat32;
   DType mask_dtype = DType::kBool;
   bool has_mask = false;
+  bool has_weight = false;
   const int64_t* lengths = nullptr;  // nullptr: every sample has length L
   int64_t lengths_div = 1;           // sample b reads lengths[b / lengths_div]
   // A float64 scalar on the logits' device that replaces the count a mean divides

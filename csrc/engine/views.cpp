@@ -14,6 +14,7 @@ DType dtype_of(at::ScalarType st) {
     case at::kDouble: return DType::kFloat64;
     case at::kBool: return DType::kBool;
     case at::kByte: return DType::kUInt8;
+    case at::kChar: return DType::kInt8;
     default: TORCH_CHECK_TYPE(false, "symfocal: unsupported dtype ", st);
   }
 }
@@ -59,7 +60,8 @@ MapView map_view(const at::Tensor& t, std::vector<at::Tensor>& keep_alive) {
 }
 
 PreparedCall prepare_cells(const at::Tensor& logits, const std::optional<at::Tensor>& lengths,
-                           const std::optional<at::Tensor>& mask, const Params& params) {
+                           const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& weight,
+                           const Params& params) {
   TORCH_CHECK_VALUE(logits.dim() >= 2 && logits.size(-1) == logits.size(-2),
                     "symfocal: logits must have shape [..., L, L], got ", logits.sizes());
   TORCH_CHECK_TYPE(at::isFloatingType(logits.scalar_type()),
@@ -87,6 +89,19 @@ PreparedCall prepare_cells(const at::Tensor& logits, const std::optional<at::Ten
     const at::Tensor expanded = mask->expand(logits.sizes());
     call.keep_alive.push_back(expanded);
     pb.mask = map_view(expanded, call.keep_alive);
+  }
+
+  if (weight.has_value()) {
+    TORCH_CHECK_TYPE(at::isFloatingType(weight->scalar_type()), "symfocal: weight must be a floating tensor, got ",
+                     weight->scalar_type());
+    TORCH_CHECK_VALUE(weight->device() == logits.device(), "symfocal: weight is on ", weight->device(),
+                      " but logits are on ", logits.device());
+    const at::ScalarType acc = logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    pb.has_weight = true;
+    // Converted (if at all) before the broadcast: a shared [L, L] weight stays [L, L].
+    const at::Tensor expanded = weight->to(acc).expand(logits.sizes());
+    call.keep_alive.push_back(expanded);
+    pb.weight = map_view(expanded, call.keep_alive);
   }
 
   if (lengths.has_value()) {

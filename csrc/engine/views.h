@@ -24,10 +24,13 @@ struct PreparedCall {
   std::vector<at::Tensor> keep_alive;  // tensors made here that pb points into
 };
 
-// The geometry and the cell rules (lengths, mask) of a [..., L, L] logits view, without any
-// target: sigmoid/problem.h's prepare adds the binary target, softmax/problem.h's the bins.
+// The geometry, the cell rules (lengths, mask) and the weight map of a [..., L, L] logits view,
+// without any target: sigmoid/problem.h's prepare adds the binary target, softmax/problem.h's the
+// bins. The weight (floating, broadcastable) is read in place if it has the accumulation dtype
+// (float32; float64 for float64 logits), else converted at its own size, never expanded.
 PreparedCall prepare_cells(const at::Tensor& logits, const std::optional<at::Tensor>& lengths,
-                           const std::optional<at::Tensor>& mask, const Params& params);
+                           const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& weight,
+                           const Params& params);
 
 // Points call.pb.normalizer at a float64 copy of `normalizer` (one element, on the
 // logits' device: read there by the finalize, no host sync), if there is one.

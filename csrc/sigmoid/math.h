@@ -212,6 +212,18 @@ SYMFOCAL_HOST_DEVICE void penalty_term(const V& d, Penalty kind, const V& delta,
   }
 }
 
+// ignore_index (SPEC.md, "Inputs"): a raw target equal to it drops its cell as a mask would. Returns
+// the cell's mask factor (0 if dropped, else 1) and reads the dropped target as 0, so that the
+// math of the dropped cell stays finite (a target of -1 would make 1 - p_t negative).
+template <typename V>
+SYMFOCAL_HOST_DEVICE V drop_ignored(const Params& p, V& t) {
+  const V zero(0.0), one(1.0);
+  if (!p.has_ignore_index) return one;
+  const auto ignored = t == V(p.ignore_index);
+  t = sf_select(ignored, zero, t);
+  return sf_select(ignored, zero, one);
+}
+
 // Label smoothing: t <- t (1 - eps) + eps / 2, its coefficients formed once.
 template <typename V>
 struct TargetSmoothing {

@@ -19,10 +19,10 @@ namespace symfocal {
   std::string_view mode, std::optional<double> alpha, double gamma, double pos_weight,       \
       double label_smoothing, int64_t min_separation, double symmetry_weight,                \
       std::string_view penalty, double huber_delta, std::string_view reduction,              \
-      std::string_view normalize
+      std::string_view normalize, std::optional<double> ignore_index
 #define SYMFOCAL_OPTION_ARGS                                                                  \
   mode, alpha, gamma, pos_weight, label_smoothing, min_separation, symmetry_weight, penalty, \
-      huber_delta, reduction, normalize
+      huber_delta, reduction, normalize, ignore_index
 
 // How many float64 statistics a forward returns (engine/types.h's Stat, then one scale a
 // sample with normalize sample).
@@ -53,13 +53,15 @@ template <class Backend>
 std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& logits, const at::Tensor& target,
                                               const std::optional<at::Tensor>& lengths,
                                               const std::optional<at::Tensor>& mask,
+                                              const std::optional<at::Tensor>& weight,
                                               const std::optional<at::Tensor>& normalizer,
                                               const std::optional<at::Tensor>& channel_alpha,
                                               const std::optional<at::Tensor>& channel_pos_weight,
                                               SYMFOCAL_OPTION_PARAMS) {
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   typename Backend::Guard guard(logits.device());
-  PreparedCall call = prepare(logits, target, lengths, mask, params, normalizer, channel_alpha, channel_pos_weight);
+  PreparedCall call = prepare(logits, target, lengths, mask, weight, params, normalizer, channel_alpha,
+                               channel_pos_weight);
   const int64_t items = num_work_items(call.pb);
   ForwardOutputs out(logits, call.pb, items, Backend::scratch_rows(call.pb, items));
   Backend::forward(call.pb, out.loss_map.defined() ? out.loss_map.data_ptr() : nullptr,
@@ -71,12 +73,13 @@ std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& logits, const at
 template <class Backend>
 at::Tensor backward_op(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
                        const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                       const std::optional<at::Tensor>& channel_alpha,
+                       const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& channel_alpha,
                        const std::optional<at::Tensor>& channel_pos_weight, const at::Tensor& stats,
                        SYMFOCAL_OPTION_PARAMS) {
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   typename Backend::Guard guard(logits.device());
-  PreparedCall call = prepare(logits, target, lengths, mask, params, std::nullopt, channel_alpha, channel_pos_weight);
+  PreparedCall call = prepare(logits, target, lengths, mask, weight, params, std::nullopt, channel_alpha,
+                               channel_pos_weight);
   TORCH_CHECK_VALUE(stats.numel() == num_stats(call.pb) && stats.scalar_type() == at::kDouble &&
                         stats.device() == logits.device(),
                     "symfocal: stats must be the float64 statistics the forward op returned");

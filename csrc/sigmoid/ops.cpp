@@ -59,11 +59,12 @@ struct CpuBackend {
 std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits, const at::Tensor& target,
                                                const std::optional<at::Tensor>& lengths,
                                                const std::optional<at::Tensor>& mask,
+                                               const std::optional<at::Tensor>& weight,
                                                const std::optional<at::Tensor>& normalizer,
                                                const std::optional<at::Tensor>& channel_alpha,
                                                const std::optional<at::Tensor>& channel_pos_weight,
                                                SYMFOCAL_OPTION_PARAMS) {
-  return forward_op<CpuBackend>(logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight,
+  return forward_op<CpuBackend>(logits, target, lengths, mask, weight, normalizer, channel_alpha, channel_pos_weight,
                                 SYMFOCAL_OPTION_ARGS);
 }
 
@@ -74,6 +75,7 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits, const a
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tensor& logits, const at::Tensor& target,
                                                                  const std::optional<at::Tensor>& lengths,
                                                                  const std::optional<at::Tensor>& mask,
+                                                                 const std::optional<at::Tensor>& weight,
                                                                  const std::optional<at::Tensor>& normalizer,
                                                                  const std::optional<at::Tensor>& channel_alpha,
                                                                  const std::optional<at::Tensor>& channel_pos_weight,
@@ -81,7 +83,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tenso
   const Params params = parse_params(SYMFOCAL_OPTION_ARGS);
   TORCH_CHECK_VALUE(params.reduction != Reduction::kNone && params.symmetry_weight == 0.0,
                     "symfocal: forward_train serves reductions 'mean' and 'sum' without a symmetry penalty");
-  PreparedCall call = prepare(logits, target, lengths, mask, params, normalizer, channel_alpha, channel_pos_weight);
+  PreparedCall call =
+      prepare(logits, target, lengths, mask, weight, params, normalizer, channel_alpha, channel_pos_weight);
   const int64_t items = num_work_items(call.pb);
   ForwardOutputs out(logits, call.pb, items, CpuBackend::scratch_rows(call.pb, items));
   at::Tensor grad_unit = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
@@ -94,10 +97,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tenso
 
 at::Tensor backward_cpu(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
                         const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                        const std::optional<at::Tensor>& channel_alpha,
+                        const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& channel_alpha,
                         const std::optional<at::Tensor>& channel_pos_weight, const at::Tensor& stats,
                         SYMFOCAL_OPTION_PARAMS) {
-  return backward_op<CpuBackend>(grad, logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats,
+  return backward_op<CpuBackend>(grad, logits, target, lengths, mask, weight, channel_alpha, channel_pos_weight, stats,
                                  SYMFOCAL_OPTION_ARGS);
 }
 
@@ -106,21 +109,23 @@ at::Tensor backward_cpu(const at::Tensor& grad, const at::Tensor& logits, const 
 
 #define SYMFOCAL_OPTION_SCHEMA                                                                \
   "str mode, float? alpha, float gamma, float pos_weight, float label_smoothing, "          \
-  "int min_separation, float symmetry_weight, str penalty, float huber_delta, str reduction, str normalize"
+  "int min_separation, float symmetry_weight, str penalty, float huber_delta, str reduction, str normalize, " \
+  "float? ignore_index"
 
 TORCH_LIBRARY(symfocal, m) {
   // loss: a scalar (float32, float64 for float64 logits) or, for reduction
   // 'none', the per-cell map; stats: float64 [focal sum, cells, penalty sum,
   // pairs, positive mass, focal scale] (engine/types.h's Stat), then with
   // normalize 'sample' each sample's focal scale.
-  // channel_alpha, channel_pos_weight: float64 [C] for logits [..., C, L, L], or None.
-  m.def("forward(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, Tensor? normalizer, "
+  // weight: a float map broadcastable to logits, each cell's loss times it; ignore_index: a target value
+  // that drops its cell. channel_alpha, channel_pos_weight: float64 [C] for logits [..., C, L, L], or None.
+  m.def("forward(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, Tensor? weight, Tensor? normalizer, "
         "Tensor? channel_alpha, Tensor? channel_pos_weight, " SYMFOCAL_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats)");
   // forward plus the gradient of the unnormalized focal sum (CPU; mean/sum, no penalty).
-  m.def("forward_train(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, Tensor? normalizer, "
+  m.def("forward_train(Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, Tensor? weight, Tensor? normalizer, "
         "Tensor? channel_alpha, Tensor? channel_pos_weight, " SYMFOCAL_OPTION_SCHEMA
         ") -> (Tensor loss, Tensor stats, Tensor grad_unit)");
-  m.def("backward(Tensor grad, Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, "
+  m.def("backward(Tensor grad, Tensor logits, Tensor target, Tensor? lengths, Tensor? mask, Tensor? weight, "
         "Tensor? channel_alpha, Tensor? channel_pos_weight, Tensor stats, " SYMFOCAL_OPTION_SCHEMA ") -> Tensor");
 }
 

@@ -48,7 +48,8 @@ Normalize parse_normalize(std::string_view s) {
 Params parse_params(std::string_view mode, std::optional<double> alpha, double gamma,
                     double pos_weight, double label_smoothing, int64_t min_separation,
                     double symmetry_weight, std::string_view penalty, double huber_delta,
-                    std::string_view reduction, std::string_view normalize) {
+                    std::string_view reduction, std::string_view normalize,
+                    std::optional<double> ignore_index) {
   Params p;
   p.mode = parse_mode(mode);
   p.has_alpha = alpha.has_value();
@@ -75,19 +76,23 @@ Params parse_params(std::string_view mode, std::optional<double> alpha, double g
   p.huber_delta = huber_delta;
   p.reduction = parse_reduction(reduction);
   p.normalize = parse_normalize(normalize);
+  p.has_ignore_index = ignore_index.has_value();
+  p.ignore_index = ignore_index.value_or(0.0);
+  TORCH_CHECK_VALUE(std::isfinite(p.ignore_index), "symfocal: ignore_index must be finite or None, got ",
+                    p.ignore_index);
   return p;
 }
 
 PreparedCall prepare(const at::Tensor& logits, const at::Tensor& target,
                      const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                     const Params& params, const std::optional<at::Tensor>& normalizer,
+                     const std::optional<at::Tensor>& weight, const Params& params, const std::optional<at::Tensor>& normalizer,
                      const std::optional<at::Tensor>& channel_alpha,
                      const std::optional<at::Tensor>& channel_pos_weight) {
   TORCH_CHECK_VALUE(target.sizes() == logits.sizes(), "symfocal: target must have the shape of logits ",
                     logits.sizes(), ", got ", target.sizes());
   TORCH_CHECK_VALUE(target.device() == logits.device(), "symfocal: target is on ", target.device(),
                     " but logits are on ", logits.device());
-  PreparedCall call = prepare_cells(logits, lengths, mask, params);
+  PreparedCall call = prepare_cells(logits, lengths, mask, weight, params);
   call.pb.target_dtype = dtype_of(target.scalar_type());
   if (logits.numel() != 0) call.pb.target = map_view(target, call.keep_alive);
   if (normalizer.has_value()) {

@@ -37,11 +37,12 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_op(const at::Tensor& logits, 
                                                       const std::optional<at::Tensor>& alpha,
                                                       const std::optional<at::Tensor>& lengths,
                                                       const std::optional<at::Tensor>& mask,
+                                                      const std::optional<at::Tensor>& weight,
                                                       const std::optional<at::Tensor>& normalizer,
                                                       SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
   typename Backend::Guard guard(logits.device());
   PreparedSoftmaxCall call =
-      prepare_softmax(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS, normalizer);
+      prepare_softmax(logits, target, alpha, lengths, mask, weight, SYMFOCAL_SOFTMAX_OPTION_ARGS, normalizer);
   const int64_t rows = Backend::softmax_partial_rows(call.pb);
   SoftmaxForwardOutputs out(logits, call.pb, rows);
   Backend::softmax_forward(call.pb, out.loss_map.defined() ? out.loss_map.data_ptr() : nullptr,
@@ -53,10 +54,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_op(const at::Tensor& logits, 
 template <class Backend>
 at::Tensor softmax_backward_op(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
                                const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& lengths,
-                               const std::optional<at::Tensor>& mask, const at::Tensor& stats,
+                               const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& weight, const at::Tensor& stats,
                                SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
   typename Backend::Guard guard(logits.device());
-  PreparedSoftmaxCall call = prepare_softmax(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS);
+  PreparedSoftmaxCall call = prepare_softmax(logits, target, alpha, lengths, mask, weight, SYMFOCAL_SOFTMAX_OPTION_ARGS);
   const SoftmaxProblem& pb = call.pb;
   TORCH_CHECK_VALUE(stats.dim() == 2 && stats.size(0) == pb.cells.batch && stats.size(1) == kNumSampleStats &&
                         stats.scalar_type() == at::kDouble && stats.device() == logits.device(),

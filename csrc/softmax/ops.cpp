@@ -74,9 +74,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_cpu(const at::Tensor& logits,
                                                        const std::optional<at::Tensor>& alpha,
                                                        const std::optional<at::Tensor>& lengths,
                                                        const std::optional<at::Tensor>& mask,
+                                                       const std::optional<at::Tensor>& weight,
                                                        const std::optional<at::Tensor>& normalizer,
                                                        SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
-  return softmax_forward_op<CpuSoftmaxBackend>(logits, target, alpha, lengths, mask, normalizer,
+  return softmax_forward_op<CpuSoftmaxBackend>(logits, target, alpha, lengths, mask, weight, normalizer,
                                                SYMFOCAL_SOFTMAX_OPTION_ARGS);
 }
 
@@ -86,9 +87,10 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_cpu(const at::Tensor& logits,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_forward_train_cpu(
     const at::Tensor& logits, const at::Tensor& target, const std::optional<at::Tensor>& alpha,
     const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
+    const std::optional<at::Tensor>& weight,
     const std::optional<at::Tensor>& normalizer, SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
   PreparedSoftmaxCall call =
-      prepare_softmax(logits, target, alpha, lengths, mask, SYMFOCAL_SOFTMAX_OPTION_ARGS, normalizer);
+      prepare_softmax(logits, target, alpha, lengths, mask, weight, SYMFOCAL_SOFTMAX_OPTION_ARGS, normalizer);
   TORCH_CHECK_VALUE(call.pb.cells.params.reduction != Reduction::kNone,
                     "symfocal: softmax_forward_train serves reductions 'mean' and 'sum'");
   const int64_t items = num_work_items(call.pb.cells);
@@ -104,9 +106,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_forward_train_cpu(
 
 at::Tensor softmax_backward_cpu(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
                                 const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& lengths,
-                                const std::optional<at::Tensor>& mask, const at::Tensor& stats,
+                                const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& weight, const at::Tensor& stats,
                                 SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
-  return softmax_backward_op<CpuSoftmaxBackend>(grad, logits, target, alpha, lengths, mask, stats,
+  return softmax_backward_op<CpuSoftmaxBackend>(grad, logits, target, alpha, lengths, mask, weight, stats,
                                                 SYMFOCAL_SOFTMAX_OPTION_ARGS);
 }
 
@@ -114,18 +116,18 @@ at::Tensor softmax_backward_cpu(const at::Tensor& grad, const at::Tensor& logits
 }  // namespace symfocal
 
 #define SYMFOCAL_SOFTMAX_OPTION_SCHEMA \
-  "str mode, float gamma, float label_smoothing, int min_separation, str reduction, str normalize"
+  "str mode, float gamma, float label_smoothing, int min_separation, str reduction, str normalize, int? ignore_index"
 
 TORCH_LIBRARY_FRAGMENT(symfocal, m) {
   // loss: a scalar (float32; float64 for float64 logits) or, for reduction 'none', the
   // [..., L, L] map; stats: float64 [batch, 3] (loss sum, valid cells, gradient scale) per sample.
   m.def("softmax_forward(Tensor logits, Tensor target, Tensor? alpha, Tensor? lengths, Tensor? mask, "
-        "Tensor? normalizer, " SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats)");
+        "Tensor? weight, Tensor? normalizer, " SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats)");
   // forward plus the gradient of each sample's unnormalized loss sum (CPU; mean and sum).
   m.def("softmax_forward_train(Tensor logits, Tensor target, Tensor? alpha, Tensor? lengths, Tensor? mask, "
-        "Tensor? normalizer, " SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats, Tensor grad_unit)");
+        "Tensor? weight, Tensor? normalizer, " SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> (Tensor loss, Tensor stats, Tensor grad_unit)");
   m.def("softmax_backward(Tensor grad, Tensor logits, Tensor target, Tensor? alpha, Tensor? lengths, "
-        "Tensor? mask, Tensor stats, " SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> Tensor");
+        "Tensor? mask, Tensor? weight, Tensor stats, " SYMFOCAL_SOFTMAX_OPTION_SCHEMA ") -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(symfocal, CPU, m) {

@@ -43,7 +43,8 @@ BinTarget bin_target_of(at::ScalarType st) {
 
 PreparedSoftmaxCall prepare_softmax(const at::Tensor& logits, const at::Tensor& target,
                                     const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& lengths,
-                                    const std::optional<at::Tensor>& mask, SYMFOCAL_SOFTMAX_OPTION_PARAMS,
+                                    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& weight,
+                                    SYMFOCAL_SOFTMAX_OPTION_PARAMS,
                                     const std::optional<at::Tensor>& normalizer) {
   TORCH_CHECK_VALUE(logits.dim() >= 3 && logits.size(-2) == logits.size(-3),
                     "symfocal: logits must have shape [..., L, L, C], got ", logits.sizes());
@@ -60,9 +61,11 @@ PreparedSoftmaxCall prepare_softmax(const at::Tensor& logits, const at::Tensor& 
   Params params = parse_params("average", std::nullopt, gamma, 1.0, label_smoothing, min_separation, 0.0, "l1",
                                1.0, reduction, "cells");
   params.mode = parse_softmax_mode(mode);
+  params.has_ignore_index = ignore_index.has_value();
+  params.ignore_index = static_cast<double>(ignore_index.value_or(0));
 
   const at::Tensor logits_cells = logits.select(-1, 0);
-  PreparedCall cells = prepare_cells(logits_cells, lengths, mask, params);
+  PreparedCall cells = prepare_cells(logits_cells, lengths, mask, weight, params);
   PreparedSoftmaxCall call;
   call.keep_alive = std::move(cells.keep_alive);
   call.keep_alive.push_back(logits_cells);
@@ -81,6 +84,8 @@ PreparedSoftmaxCall prepare_softmax(const at::Tensor& logits, const at::Tensor& 
     call.keep_alive.push_back(target_cells);
     pb.target_bin_stride = target.stride(-1);
     pb.cells.target_dtype = dtype_of(target.scalar_type());
+    TORCH_CHECK_VALUE(!params.has_ignore_index, "symfocal: ignore_index needs a target of bin indices, not soft "
+                      "distributions (drop such cells with mask instead)");
   } else {
     TORCH_CHECK_VALUE(target.sizes() == logits_cells.sizes(), "symfocal: target of bin indices must have shape ",
                       logits_cells.sizes(), " (logits without the bins), got ", target.sizes());

@@ -15,8 +15,8 @@ namespace symfocal {
 
 #define SYMFOCAL_SOFTMAX_OPTION_PARAMS                                                   \
   std::string_view mode, double gamma, double label_smoothing, int64_t min_separation, \
-      std::string_view reduction, std::string_view normalize
-#define SYMFOCAL_SOFTMAX_OPTION_ARGS mode, gamma, label_smoothing, min_separation, reduction, normalize
+      std::string_view reduction, std::string_view normalize, std::optional<int64_t> ignore_index
+#define SYMFOCAL_SOFTMAX_OPTION_ARGS mode, gamma, label_smoothing, min_separation, reduction, normalize, ignore_index
 
 struct PreparedSoftmaxCall {
   SoftmaxProblem pb;
@@ -26,11 +26,13 @@ struct PreparedSoftmaxCall {
 // logits [..., L, L, C] (any strides; the Python layer moves a class_dim=-3
 // layout there as a view), target [..., L, L] bin indices (uint8, int32,
 // int64) or [..., L, L, C] soft, alpha float64 [C] on the logits' device.
-// normalizer (one element) replaces the valid cells' count of normalize 'cells', reduction 'mean'.
+// weight: floating, broadcastable to [..., L, L], each cell's loss times it; ignore_index: a bin index
+// (index targets only) whose cells do not count. normalizer (one element) replaces the valid cells' count of normalize 'cells', reduction 'mean'.
 // Checks the invariants the kernels rely on; copies nothing but lengths.
 PreparedSoftmaxCall prepare_softmax(const at::Tensor& logits, const at::Tensor& target,
                                     const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& lengths,
-                                    const std::optional<at::Tensor>& mask, SYMFOCAL_SOFTMAX_OPTION_PARAMS,
+                                    const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& weight,
+                                    SYMFOCAL_SOFTMAX_OPTION_PARAMS,
                                     const std::optional<at::Tensor>& normalizer = std::nullopt);
 
 }  // namespace symfocal

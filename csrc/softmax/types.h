@@ -37,6 +37,11 @@ SYMFOCAL_HOST_DEVICE Sharing sharing_of(Mode mode) {
   return mode == Mode::kPair ? Sharing::kPair : Sharing::kOwn;
 }
 
+// ignore_index of index targets: a cell whose bin index equals it does not count.
+SYMFOCAL_HOST_DEVICE bool bin_ignored(const Params& p, int64_t bin) {
+  return p.has_ignore_index && static_cast<double>(bin) == p.ignore_index;
+}
+
 struct SoftmaxProblem {
   // logits and target of `cells` view bin 0 of each cell ([..., L, L]); the
   // bins lie bin_stride elements apart. cells.params: mode (also kSum),

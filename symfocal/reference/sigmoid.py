@@ -35,6 +35,8 @@ def sym_focal_loss(
     min_separation=0,
     lengths=None,
     mask=None,
+    weight=None,
+    ignore_index=None,
     symmetry_weight=0.0,
     symmetry_penalty="l1",
     huber_delta=1.0,
@@ -44,13 +46,19 @@ def sym_focal_loss(
     validate=True,
 ):
     """Same signature and result as :func:`symfocal.sym_focal_loss`, in plain PyTorch."""
-    check_inputs(logits, target, lengths, mask, mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight,
+    check_inputs(logits, target, lengths, mask, weight, mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight,
                  label_smoothing=label_smoothing, min_separation=min_separation,
                  symmetry_weight=symmetry_weight, symmetry_penalty=symmetry_penalty,
-                 huber_delta=huber_delta, reduction=reduction, normalize=normalize, validate=validate)
+                 huber_delta=huber_delta, reduction=reduction, normalize=normalize, ignore_index=ignore_index,
+                 validate=validate)
     normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate)
     x = logits
     t = target.to(x.dtype)
+    if ignore_index is not None:
+        # An ignored cell is a masked one; its target read as 0 keeps its (dropped) term finite.
+        ignored = target == ignore_index
+        mask = ~ignored if mask is None else (mask != 0) & ~ignored
+        t = torch.where(ignored, torch.zeros_like(t), t)
     # Per-channel alpha / pos_weight ([C] tensors): broadcast over the [..., C, L, L] maps.
     if isinstance(alpha, torch.Tensor):
         alpha = alpha.to(device=x.device, dtype=x.dtype).reshape(-1, 1, 1)
@@ -70,6 +78,8 @@ def sym_focal_loss(
     else:
         cell = fl(x)
 
+    if weight is not None:
+        cell = cell * weight.to(x.dtype)
     valid = valid_cells(x, lengths, mask, min_separation, mode)
     cell = torch.where(valid, cell, torch.zeros_like(cell))
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32

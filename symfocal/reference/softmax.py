@@ -20,14 +20,15 @@ def softmax_focal_term(z, t, alpha, gamma):
 
 
 def sym_softmax_focal_loss(logits, target, *, mode="average", gamma=0.0, alpha=None, label_smoothing=0.0,
-                           min_separation=0, lengths=None, mask=None, reduction="mean", normalize="cells",
-                           normalizer=None, class_dim=-1, validate=True):
+                           min_separation=0, lengths=None, mask=None, weight=None, ignore_index=None,
+                           reduction="mean", normalize="cells", normalizer=None, class_dim=-1, validate=True):
     """Same signature and result as :func:`symfocal.sym_softmax_focal_loss`, in plain PyTorch:
     the symmetrized logits, their log-softmax and its gradient each a full [..., L, L, C] tensor."""
     check_softmax_options(mode=mode, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
                           min_separation=min_separation, reduction=reduction, normalize=normalize,
-                          class_dim=class_dim)
-    check_softmax_tensors(logits, target, alpha, lengths, mask, class_dim=class_dim, validate=validate)
+                          class_dim=class_dim, ignore_index=ignore_index)
+    check_softmax_tensors(logits, target, alpha, lengths, mask, weight, class_dim=class_dim, validate=validate,
+                          ignore_index=ignore_index)
     normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate,
                                   counts=("cells",))
     x, target = channel_last(logits, target, class_dim)
@@ -35,7 +36,13 @@ def sym_softmax_focal_loss(logits, target, *, mode="average", gamma=0.0, alpha=N
     if target.dtype.is_floating_point:
         t = target.to(x.dtype)
     else:
-        t = F.one_hot(target.long(), C).to(x.dtype)
+        index = target.long()
+        if ignore_index is not None:
+            # An ignored cell is a masked one (its one-hot row, of bin 0, is dropped with it).
+            ignored = index == ignore_index
+            mask = ~ignored if mask is None else (mask != 0) & ~ignored
+            index = torch.where(ignored, torch.zeros_like(index), index)
+        t = F.one_hot(index, C).to(x.dtype)
     if label_smoothing:
         t = t * (1 - label_smoothing) + label_smoothing / C
     a = None if alpha is None else torch.as_tensor(alpha, device=x.device).to(x.dtype)
@@ -52,6 +59,8 @@ def sym_softmax_focal_loss(logits, target, *, mode="average", gamma=0.0, alpha=N
         cell = 0.5 * (fl(x) + fl(xt))
     else:
         cell = fl(x)
+    if weight is not None:
+        cell = cell * weight.to(x.dtype)
     valid = valid_cells(x[..., 0], lengths, mask, min_separation, "upper" if mode == "upper" else "none")
     cell = torch.where(valid, cell, torch.zeros_like(cell))
     if reduction == "none":

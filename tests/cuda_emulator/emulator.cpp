@@ -48,12 +48,18 @@ int64_t view_extent(const MapView& v, int64_t L, DType dt) {
   return (last + 1) * element_size(dt);
 }
 
+// The weight map has the accumulation dtype (engine/views.cpp).
+DType weight_dtype_of(const Problem& pb) {
+  return pb.logits_dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
+}
+
 void allow_inputs(const Problem& pb, const GradSource& src) {
   Block& block = Block::instance();
   block.clear_ranges();
   block.allow(pb.logits.data, view_extent(pb.logits, pb.L, pb.logits_dtype), "logits");
   block.allow(pb.target.data, view_extent(pb.target, pb.L, pb.target_dtype), "target");
   if (pb.has_mask) block.allow(pb.mask.data, view_extent(pb.mask, pb.L, pb.mask_dtype), "mask");
+  if (pb.has_weight) block.allow(pb.weight.data, view_extent(pb.weight, pb.L, weight_dtype_of(pb)), "weight");
   block.allow(src.grad_map.data, view_extent(src.grad_map, pb.L, pb.logits_dtype), "grad");
   if (pb.normalizer != nullptr) block.allow(pb.normalizer, sizeof(double), "normalizer");
   const auto per_channel = pb.channels * static_cast<int64_t>(sizeof(double));
@@ -167,6 +173,7 @@ void allow_softmax_inputs(const SoftmaxProblem& pb, const SoftmaxGradSource& src
     block.allow(c.target.data, bins_extent(c.target, c.L, 1, 1, cuda::detail::bin_index_size(pb.target_kind)), "target");
   }
   if (c.has_mask) block.allow(c.mask.data, view_extent(c.mask, c.L, c.mask_dtype), "mask");
+  if (c.has_weight) block.allow(c.weight.data, view_extent(c.weight, c.L, weight_dtype_of(c)), "weight");
   if (pb.alpha != nullptr) block.allow(pb.alpha, pb.bins * static_cast<int64_t>(sizeof(double)), "alpha");
   if (c.normalizer != nullptr) block.allow(c.normalizer, sizeof(double), "normalizer");
   block.allow(src.grad_map.data, view_extent(src.grad_map, c.L, c.logits_dtype), "grad");

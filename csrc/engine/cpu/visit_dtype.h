@@ -23,6 +23,7 @@ void visit_dtype(DType dt, F&& f) {
     case DType::kFloat64: f(double()); break;
     case DType::kBool: f(uint8_t()); break;  // bool is one byte holding 0 or 1
     case DType::kUInt8: f(uint8_t()); break;
+    case DType::kInt8: f(int8_t()); break;
   }
 }
 

@@ -36,7 +36,7 @@ SYMFOCAL_HOST_DEVICE int element_size(DType dt) {
     case DType::kBFloat16: return 2;
     case DType::kFloat32: return 4;
     case DType::kFloat64: return 8;
-    default: return 1;  // bool, uint8
+    default: return 1;  // bool, uint8, int8
   }
 }
 
@@ -66,7 +66,7 @@ inline int access_width(const MapView& v, DType dt) {
 // lies wholly inside the map; a group cut by the map's edge uses 2-cell
 // accesses where its width allows.
 struct WideAccess {
-  int8_t logits = 1, target = 1, mask = 1, grad = 1, out = 1;
+  int8_t logits = 1, target = 1, mask = 1, weight = 1, grad = 1, out = 1;
 };
 
 template <typename acc_t>
@@ -78,6 +78,7 @@ __device__ __forceinline__ acc_t load_as(const void* p, DType dt, int64_t off) {
       return static_cast<acc_t>(__bfloat162float(static_cast<const __nv_bfloat16*>(p)[off]));
     case DType::kFloat32: return static_cast<acc_t>(static_cast<const float*>(p)[off]);
     case DType::kFloat64: return static_cast<acc_t>(static_cast<const double*>(p)[off]);
+    case DType::kInt8: return static_cast<acc_t>(static_cast<const int8_t*>(p)[off]);
     default: return static_cast<acc_t>(static_cast<const uint8_t*>(p)[off]);  // bool, uint8
   }
 }
@@ -103,6 +104,12 @@ __device__ __forceinline__ float bfloat16_bits_to_float(uint32_t bits) {
 }
 __device__ __forceinline__ uint32_t half_bits(float v) { return __half_as_ushort(__float2half(v)); }
 __device__ __forceinline__ uint32_t bfloat16_bits(float v) { return __bfloat16_as_ushort(__float2bfloat16(v)); }
+
+// A one-byte cell (bool, uint8, int8) from its bits.
+template <typename acc_t>
+__device__ __forceinline__ acc_t byte_value(uint32_t bits, DType dt) {
+  return dt == DType::kInt8 ? static_cast<acc_t>(static_cast<int8_t>(bits)) : static_cast<acc_t>(bits);
+}
 
 // Cells off and off + 1 of a contiguous row, read with one access.
 template <typename acc_t>
@@ -130,9 +137,9 @@ __device__ __forceinline__ void load_pair(const void* p, DType dt, int64_t off, 
       v[0] = static_cast<acc_t>(raw.x), v[1] = static_cast<acc_t>(raw.y);
       return;
     }
-    default: {  // bool, uint8
+    default: {  // bool, uint8, int8
       const uint32_t raw = *reinterpret_cast<const uint16_t*>(at);
-      v[0] = static_cast<acc_t>(raw & 0xffu), v[1] = static_cast<acc_t>(raw >> 8);
+      v[0] = byte_value<acc_t>(raw & 0xffu, dt), v[1] = byte_value<acc_t>(raw >> 8, dt);
       return;
     }
   }
@@ -170,10 +177,10 @@ __device__ __forceinline__ void load_row4(const void* p, DType dt, int64_t off, 
         v[2] = static_cast<acc_t>(b.x), v[3] = static_cast<acc_t>(b.y);
         return;
       }
-      default: {  // bool, uint8
+      default: {  // bool, uint8, int8
         const uint32_t raw = *reinterpret_cast<const uint32_t*>(at);
 #pragma unroll
-        for (int q = 0; q < kVec; ++q) v[q] = static_cast<acc_t>((raw >> (8 * q)) & 0xffu);
+        for (int q = 0; q < kVec; ++q) v[q] = byte_value<acc_t>((raw >> (8 * q)) & 0xffu, dt);
         return;
       }
     }

@@ -65,37 +65,40 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_cuda(const at::Tensor& logits
                                                         const std::optional<at::Tensor>& alpha,
                                                         const std::optional<at::Tensor>& lengths,
                                                         const std::optional<at::Tensor>& mask,
+                                                        const std::optional<at::Tensor>& weight,
                                                         const std::optional<at::Tensor>& normalizer,
                                                         SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
-  return softmax_forward_op<CudaSoftmaxBackend>(logits, target, alpha, lengths, mask, normalizer,
+  return softmax_forward_op<CudaSoftmaxBackend>(logits, target, alpha, lengths, mask, weight, normalizer,
                                                 SYMFOCAL_SOFTMAX_OPTION_ARGS);
 }
 
 at::Tensor softmax_backward_cuda(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
                                  const std::optional<at::Tensor>& alpha, const std::optional<at::Tensor>& lengths,
-                                 const std::optional<at::Tensor>& mask, const at::Tensor& stats,
+                                 const std::optional<at::Tensor>& mask, const std::optional<at::Tensor>& weight,
+                                 const at::Tensor& stats,
                                  SYMFOCAL_SOFTMAX_OPTION_PARAMS) {
-  return softmax_backward_op<CudaSoftmaxBackend>(grad, logits, target, alpha, lengths, mask, stats,
+  return softmax_backward_op<CudaSoftmaxBackend>(grad, logits, target, alpha, lengths, mask, weight, stats,
                                                  SYMFOCAL_SOFTMAX_OPTION_ARGS);
 }
 
 std::tuple<at::Tensor, at::Tensor> forward_cuda(const at::Tensor& logits, const at::Tensor& target,
                                                 const std::optional<at::Tensor>& lengths,
                                                 const std::optional<at::Tensor>& mask,
+                                                const std::optional<at::Tensor>& weight,
                                                 const std::optional<at::Tensor>& normalizer,
                                                 const std::optional<at::Tensor>& channel_alpha,
                                                 const std::optional<at::Tensor>& channel_pos_weight,
                                                 SYMFOCAL_OPTION_PARAMS) {
-  return forward_op<CudaBackend>(logits, target, lengths, mask, normalizer, channel_alpha, channel_pos_weight,
+  return forward_op<CudaBackend>(logits, target, lengths, mask, weight, normalizer, channel_alpha, channel_pos_weight,
                                  SYMFOCAL_OPTION_ARGS);
 }
 
 at::Tensor backward_cuda(const at::Tensor& grad, const at::Tensor& logits, const at::Tensor& target,
                          const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
-                         const std::optional<at::Tensor>& channel_alpha,
+                         const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& channel_alpha,
                          const std::optional<at::Tensor>& channel_pos_weight, const at::Tensor& stats,
                          SYMFOCAL_OPTION_PARAMS) {
-  return backward_op<CudaBackend>(grad, logits, target, lengths, mask, channel_alpha, channel_pos_weight, stats,
+  return backward_op<CudaBackend>(grad, logits, target, lengths, mask, weight, channel_alpha, channel_pos_weight, stats,
                                   SYMFOCAL_OPTION_ARGS);
 }
 

@@ -35,8 +35,10 @@ struct alignas(64) TileBuf {
   // After the math, xa / xb hold what is written back to cells (i, j) / (j, i).
   acc_t xa[TT], xb[TT], ta[TT], tb[TT];
   acc_t scratch[TT];  // for transposes
-  // Weights: of the focal term of each cell, and of the penalty of the pair.
+  // Weights: of the focal term of each cell (validity times the scales: what the count sums), and
+  // of the penalty of the pair; the weight map's values of the cells (with a weight map only).
   acc_t wa[TT], wb[TT], wp[TT];
+  acc_t ua[TT], ub[TT];
 };
 
 using Geometry = TileGeometry;
@@ -120,10 +122,10 @@ struct Scales {
   DType grad_dtype = DType::kFloat32;
 };
 
-// wa, wb, wp from lengths, separation, triangle and mask, times the scales.
-// Uses ta / tb as scratch, so it runs before the targets are gathered.
-// Returns true, and fills nothing, when every weight of the tile pair is just
-// the scale (the common case: an interior tile pair, no mask).
+// wa, wb, wp from lengths, separation, triangle, mask and ignore_index, times the scales;
+// ua, ub from the weight map. Uses ta / tb as scratch, so it runs before the targets are
+// gathered. Returns true, and fills nothing, when every weight of the tile pair is just
+// the scale (the common case: an interior tile pair, no mask, no ignore_index or weight map).
 template <typename acc_t>
 bool build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s, TileBuf<acc_t>& t) {
   const Mode mode = pb.params.mode;
@@ -132,7 +134,9 @@ bool build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s,
   const int64_t gap = g.diagonal ? 0 : g.j0 - (g.i0 + T - 1);
   const bool all_admitted = g.rows == T && g.cols == T && g.i0 + T <= g.len && g.j0 + T <= g.len &&
                             gap >= k && mode != Mode::kUpper;
-  if (all_admitted && !g.diagonal && !pb.has_mask && s.grad_map == nullptr) return true;
+  const bool has_ignore = pb.params.has_ignore_index;
+  if (all_admitted && !g.diagonal && !pb.has_mask && !has_ignore && !pb.has_weight && s.grad_map == nullptr)
+    return true;
   if (all_admitted) {
     // No per-cell rule applies inside this tile pair.
     std::fill(t.wa, t.wa + TT, s.focal);
@@ -163,6 +167,24 @@ bool build_weights(const Problem& pb, const Geometry& g, const Scales<acc_t>& s,
       t.wp[o] *= ma * mb;
     }
   }
+  if (has_ignore) {
+    using Vec = Vectorized<acc_t>;
+    gather_any(pb.target, pb.target_dtype, g, false, t.ta, t.scratch);
+    gather_any(pb.target, pb.target_dtype, g, true, t.tb, t.scratch);
+    for (int o = 0; o < TT; o += Vec::size()) {
+      Vec ta = Vec::loadu(t.ta + o), tb = Vec::loadu(t.tb + o);
+      const Vec ka = drop_ignored(pb.params, ta), kb = drop_ignored(pb.params, tb);
+      (Vec::loadu(t.wa + o) * ka).store(t.wa + o);
+      (Vec::loadu(t.wb + o) * kb).store(t.wb + o);
+      (Vec::loadu(t.wp + o) * ka * kb).store(t.wp + o);
+    }
+  }
+  if (pb.has_weight) {
+    gather_any(pb.weight, pb.logits_dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32, g, false, t.ua,
+               t.scratch);
+    gather_any(pb.weight, pb.logits_dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32, g, true, t.ub,
+               t.scratch);
+  }
   if (s.grad_map != nullptr) {
     // Reduction none: cell (i, j)'s term is scaled by its own incoming
     // gradient; a penalty pair, split half to each cell, by their mean.
@@ -191,6 +213,7 @@ template <typename acc_t>
 struct TileWeights {
   bool uniform;
   acc_t focal, penalty;
+  bool weighted;  // a weight map: ua / ub multiply each cell's term (not its count)
 };
 
 template <typename acc_t>
@@ -199,6 +222,16 @@ void gather_inputs(const Problem& pb, const Geometry& g, TileBuf<acc_t>& t) {
   gather_any(pb.logits, pb.logits_dtype, g, true, t.xb, t.scratch);
   gather_any(pb.target, pb.target_dtype, g, false, t.ta, t.scratch);
   gather_any(pb.target, pb.target_dtype, g, true, t.tb, t.scratch);
+  if (pb.params.has_ignore_index) {  // build_weights dropped their cells; read as 0 to stay finite
+    using Vec = Vectorized<acc_t>;
+    for (int o = 0; o < TT; o += Vec::size()) {
+      Vec ta = Vec::loadu(t.ta + o), tb = Vec::loadu(t.tb + o);
+      drop_ignored(pb.params, ta);
+      drop_ignored(pb.params, tb);
+      ta.store(t.ta + o);
+      tb.store(t.tb + o);
+    }
+  }
   const double eps = pb.params.label_smoothing;
   if (eps != 0.0) {
     const TargetSmoothing<acc_t> smooth(eps);
@@ -267,7 +300,11 @@ void tile_math(TileBuf<acc_t>& t, const TileWeights<acc_t>& w, const Params& prm
     const Vec wa = w.uniform ? w_focal : Vec::loadu(t.wa + o);
     const Vec wb = w.uniform ? w_focal : Vec::loadu(t.wb + o);
     Vec la, lb, ga, gb;
-    pair_focal<M, G>(xa, xb, ta, tb, wa, wb, k, la, lb, ga, gb);
+    if (w.weighted) {
+      pair_focal<M, G>(xa, xb, ta, tb, wa * Vec::loadu(t.ua + o), wb * Vec::loadu(t.ub + o), k, la, lb, ga, gb);
+    } else {
+      pair_focal<M, G>(xa, xb, ta, tb, wa, wb, k, la, lb, ga, gb);
+    }
     Vec rho(0), drho(0), wp(0);
     if (with_penalty) {
       wp = w.uniform ? w_penalty : Vec::loadu(t.wp + o);
@@ -312,7 +349,7 @@ struct Kernels {
       for (int64_t item = begin; item < end; ++item) {
         const Geometry g = tile_geometry(pb, item);
         if (item + 1 < end) prefetch_inputs(pb, tile_geometry(pb, item + 1));
-        const TileWeights<acc_t> weights{build_weights(pb, g, unit, t), unit.focal, unit.penalty};
+        const TileWeights<acc_t> weights{build_weights(pb, g, unit, t), unit.focal, unit.penalty, pb.has_weight};
         gather_inputs(pb, g, t);
         double sums[kNumPartials];
         tile_math<M, G, S>(t, weights, params_of_sample(pb, g.b), sums);
@@ -372,7 +409,7 @@ struct Kernels {
           scales_of_item.focal = static_cast<acc_t>(fs * grad_value);
         }
         const TileWeights<acc_t> weights{build_weights(pb, g, scales_of_item, t), scales_of_item.focal,
-                                         scales_of_item.penalty};
+                                         scales_of_item.penalty, pb.has_weight};
         gather_inputs(pb, g, t);
         tile_math<M, G, Store::kGrad>(t, weights, params_of_sample(pb, g.b), nullptr);
         visit_dtype(pb.logits_dtype, [&](auto tag) {

@@ -45,7 +45,8 @@ struct Shared {
   acc_t x[T][T + 1];     // mirror logits, later the mirror cells' results
   acc_t t[T][T + 1];     // mirror targets (smoothed)
   acc_t g[T][T + 1];     // mirror incoming gradient (backward, reduction none)
-  uint8_t m[T][T + 1];   // mirror mask
+  acc_t u[T][T + 1];     // mirror weight map values (with a weight map)
+  uint8_t m[T][T + 1];   // mirror mask (and ignore_index)
   acc_t partial[Threads / 32][kNumPartials];
 };
 
@@ -84,14 +85,23 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
   const int64_t xb0 = pb.logits.batch_offset(g.b);
   const int64_t tb0 = pb.target.batch_offset(g.b);
   const int64_t mb0 = pb.has_mask ? pb.mask.batch_offset(g.b) : 0;
+  const int64_t ub0 = pb.has_weight ? pb.weight.batch_offset(g.b) : 0;
+  const DType weight_dtype = sizeof(acc_t) == 8 ? DType::kFloat64 : DType::kFloat32;
   const int64_t gb0 = grad_in ? grad_map.batch_offset(g.b) : 0;
   const TargetSmoothing<acc_t> smooth(prm.label_smoothing);
 
   // Cells (i, j .. j + kVec - 1) of a row, of which n exist: logits, smoothed
-  // targets, mask (true without one) and, in backward for reduction none, the incoming gradient.
+  // targets, mask (true without one; false where the target is ignore_index) and, in backward for
+  // reduction none, the incoming gradient. (The weight map's values are read apart, load_weights.)
   struct Cells {
     acc_t x[kVec], t[kVec], g[kVec];
     bool m[kVec];
+  };
+  // The weight map's values of cells (i, j .. j + kVec - 1), of which n exist; read where they are
+  // used, not with the other inputs, so that the registers a tile's loads keep in flight stay those
+  // of a call without a weight map (with them, nvcc 13.0 spilled on sm_90 in both passes).
+  auto load_weights = [&](int64_t i, int64_t j, int n, acc_t (&u)[kVec]) {
+    load_row4(pb.weight.data, weight_dtype, offset(pb.weight, ub0, i, j), pb.weight.col_stride, wide.weight, n, u);
   };
   auto load_cells = [&](int64_t i, int64_t j, int n, Cells& c) {
     load_row4(pb.logits.data, pb.logits_dtype, offset(pb.logits, xb0, i, j), pb.logits.col_stride, wide.logits, n,
@@ -106,8 +116,9 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
       load_row4(grad_map.data, pb.logits_dtype, offset(grad_map, gb0, i, j), grad_map.col_stride, wide.grad, n, c.g);
 #pragma unroll
     for (int q = 0; q < kVec; ++q) {
+      const acc_t keep = drop_ignored(prm, c.t[q]);
       c.t[q] = smooth(c.t[q]);
-      c.m[q] = !pb.has_mask || m[q] != acc_t(0);
+      c.m[q] = (!pb.has_mask || m[q] != acc_t(0)) && keep != acc_t(0);
     }
   };
 
@@ -140,6 +151,14 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
       sh.m[r[h]][c0[h] + q] = mir[h].m[q];
       if (grad_in) sh.g[r[h]][c0[h] + q] = mir[h].g[q];
     }
+  if (pb.has_weight)
+#pragma unroll
+    for (int h = 0; h < kGroups; ++h) {
+      acc_t u[kVec];
+      load_weights(g.j0 + r[h], g.i0 + c0[h], n_mir[h], u);
+#pragma unroll
+      for (int q = 0; q < kVec; ++q) sh.u[r[h]][c0[h] + q] = u[q];
+    }
   __syncthreads();
   if (!overlap)
 #pragma unroll
@@ -153,7 +172,9 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
   acc_t s_focal = 0, s_cells = 0, s_pen = 0, s_pairs = 0, s_target = 0;
   acc_t own[kGroups][kVec], mirror[kGroups][kVec];
 #pragma unroll
-  for (int h = 0; h < kGroups; ++h)
+  for (int h = 0; h < kGroups; ++h) {
+    acc_t u_own[kVec];
+    if (pb.has_weight) load_weights(g.i0 + r[h], g.j0 + c0[h], n_own[h], u_own);
 #pragma unroll
     for (int q = 0; q < kVec; ++q) {
       const int c = c0[h] + q;
@@ -173,8 +194,10 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
         wp *= acc_t(0.5) * (ga + gb);
       }
       if (P == Pass::kForward) s_target += wa * ta + wb * tb;
+      // The weight map multiplies each cell's term, not its count.
+      const acc_t fa = pb.has_weight ? wa * u_own[q] : wa, fb = pb.has_weight ? wb * sh.u[c][r[h]] : wb;
       acc_t la, lb, da, db;
-      pair_focal<M, G>(xa, xb, ta, tb, wa, wb, coefs, la, lb, da, db);
+      pair_focal<M, G>(xa, xb, ta, tb, fa, fb, coefs, la, lb, da, db);
       acc_t rho = 0, drho = 0;
       if (with_penalty) penalty_term(xa - xb, prm.penalty, delta, rho, drho);
       if (P == Pass::kForward) {
@@ -189,6 +212,7 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
         mirror[h][q] = db - wp * drho;
       }
     }
+  }
 
   // 3. Write back, as rows: own cells directly, mirror cells through shared memory.
   if (out != nullptr) {
@@ -322,6 +346,9 @@ inline WideAccess wide_access(const Problem& pb, const GradSource& src, const vo
   w.logits = static_cast<int8_t>(access_width(pb.logits, pb.logits_dtype));
   w.target = static_cast<int8_t>(access_width(pb.target, pb.target_dtype));
   w.mask = static_cast<int8_t>(pb.has_mask ? access_width(pb.mask, pb.mask_dtype) : 1);
+  w.weight = static_cast<int8_t>(
+      pb.has_weight ? access_width(pb.weight, pb.logits_dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32)
+                    : 1);
   w.grad = static_cast<int8_t>(access_width(src.grad_map, pb.logits_dtype));
   // The output (loss map or gradient) is a fresh contiguous [..., L, L] tensor.
   MapView o;

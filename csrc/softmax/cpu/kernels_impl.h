@@ -190,14 +190,14 @@ struct Meeting {
   acc_t weight, share;
 };
 
-// The cell pair at hand: its validity (0 or 1, for the loss and the count) and
-// gradient weights (validity times the backward scale; 0 in a forward pass
-// that forms no gradient).
+// The cell pair at hand: its validity (0 or 1, for the count), the weight of its
+// loss (validity times the weight map's value) and gradient weights (that times
+// the backward scale; 0 in a forward pass that forms no gradient).
 template <typename acc_t>
 struct CellPair {
   int64_t b, i, j;
   bool diagonal;
-  acc_t valid[2], weight[2];
+  acc_t valid[2], loss_weight[2], weight[2];
   int64_t bin[2];  // integer targets
 };
 
@@ -382,7 +382,7 @@ struct PairMath {
 };
 
 inline int64_t element_bytes(DType dt) {
-  return dt == DType::kFloat64 ? 8 : dt == DType::kFloat32 ? 4 : dt == DType::kBool || dt == DType::kUInt8 ? 1 : 2;
+  return dt == DType::kFloat64 ? 8 : dt == DType::kFloat32 ? 4 : dt == DType::kFloat16 || dt == DType::kBFloat16 ? 2 : 1;
 }
 
 // Starts loading the bins of cell (i, j) of sample b: every cache line they span
@@ -428,6 +428,7 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
   }
   const PairMath<acc_t, K> math(pb);
   const int64_t element = element_bytes(cells.logits_dtype);
+  const DType weight_dtype = cells.logits_dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
   at::parallel_for(0, items, 1, [&](int64_t begin, int64_t end) {
     Workspace<acc_t> ws;
     math.init(ws);
@@ -449,15 +450,20 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
             const int64_t ri = x == 0 ? cp.i : cp.j, rj = x == 0 ? cp.j : cp.i;
             bool ok = admitted && in_triangle(mode, ri, rj) && !(x == 1 && cp.diagonal);
             if (ok && cells.has_mask) ok = load_cell<acc_t>(cells.mask, DType::kUInt8, g.b, ri, rj) != acc_t(0);
-            cp.valid[x] = ok ? acc_t(1) : acc_t(0);
-            cp.weight[x] = grad ? cp.valid[x] * scale : acc_t(0);
-            if (grad && ok && out.src != nullptr && out.src->grad_scalar == nullptr)
-              cp.weight[x] *= load_cell<acc_t>(out.src->grad_map, cells.logits_dtype, g.b, ri, rj);
             cp.bin[x] = 0;
             if (ok && pb.target_kind != BinTarget::kSoft) {
+              const int64_t raw = load_bin_index(cells.target, pb.target_kind, g.b, ri, rj);
+              ok = !bin_ignored(cells.params, raw);
               // In range when validated; clamped so that validate=False never reads out of bounds.
-              cp.bin[x] = std::min<int64_t>(std::max<int64_t>(load_bin_index(cells.target, pb.target_kind, g.b, ri, rj), 0), C - 1);
+              cp.bin[x] = ok ? std::min<int64_t>(std::max<int64_t>(raw, 0), C - 1) : 0;
             }
+            cp.valid[x] = ok ? acc_t(1) : acc_t(0);
+            cp.loss_weight[x] = cp.valid[x];
+            if (ok && cells.has_weight)
+              cp.loss_weight[x] *= load_cell<acc_t>(cells.weight, weight_dtype, g.b, ri, rj);
+            cp.weight[x] = grad ? cp.loss_weight[x] * scale : acc_t(0);
+            if (grad && ok && out.src != nullptr && out.src->grad_scalar == nullptr)
+              cp.weight[x] *= load_cell<acc_t>(out.src->grad_map, cells.logits_dtype, g.b, ri, rj);
           }
           // The mirror cells of a tile row lie a map row apart (L * C values): too far for the
           // hardware prefetcher, so their bins are asked for two cell pairs ahead.
@@ -467,7 +473,7 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
           const int64_t own = ((g.b * L + cp.i) * L + cp.j), mirror = ((g.b * L + cp.j) * L + cp.i);
           if (any_valid) {
             math.run(cp, ws, grad, loss);
-            loss_sum += static_cast<double>(cp.valid[0] * loss[0] + cp.valid[1] * loss[1]);
+            loss_sum += static_cast<double>(cp.loss_weight[0] * loss[0] + cp.loss_weight[1] * loss[1]);
             cell_count += static_cast<double>(cp.valid[0] + cp.valid[1]);
           } else if (grad) {
             std::fill(ws.g[0], ws.g[0] + C, acc_t(0));
@@ -480,8 +486,9 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
               if (!cp.diagonal) store_bins(ws.g[1], C, static_cast<out_t*>(out.grad) + mirror * C);
             }
             if (out.loss_map != nullptr) {
-              static_cast<out_t*>(out.loss_map)[own] = static_cast<out_t>(cp.valid[0] * loss[0]);
-              if (!cp.diagonal) static_cast<out_t*>(out.loss_map)[mirror] = static_cast<out_t>(cp.valid[1] * loss[1]);
+              static_cast<out_t*>(out.loss_map)[own] = static_cast<out_t>(cp.loss_weight[0] * loss[0]);
+              if (!cp.diagonal)
+                static_cast<out_t*>(out.loss_map)[mirror] = static_cast<out_t>(cp.loss_weight[1] * loss[1]);
             }
           });
         }

@@ -162,6 +162,7 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
   const acc_t shift = static_cast<acc_t>(prm.label_smoothing / C);
   const acc_t sym_scale = prm.mode == Mode::kAverage ? acc_t(0.5) : acc_t(1);
   const bool scalar_grad = P == Pass::kBackward && src.grad_scalar != nullptr;
+  const DType weight_dtype = cells.logits_dtype == DType::kFloat64 ? DType::kFloat64 : DType::kFloat32;
   double grad_scalar = 0.0;
   if (scalar_grad) {
     const int es = cells.logits_dtype == DType::kFloat64 ? 8 : 4;
@@ -184,6 +185,7 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
     const int64_t xb0 = cells.logits.batch_offset(g.b);
     const int64_t tb0 = cells.target.batch_offset(g.b);
     const int64_t mb0 = cells.has_mask ? cells.mask.batch_offset(g.b) : 0;
+    const int64_t wb0 = cells.has_weight ? cells.weight.batch_offset(g.b) : 0;
     const int64_t gb0 = P == Pass::kBackward && !scalar_grad ? src.grad_map.batch_offset(g.b) : 0;
     double loss_sum = 0.0, cell_count = 0.0;
 
@@ -193,8 +195,9 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
       const int64_t i = g.i0 + r, j = g.j0 + c;
       const bool diagonal = i == j;
       const bool admitted = admits(i, j, g.len, prm.min_separation);
-      // Per cell x (0: (i, j), 1: (j, i)): validity, gradient weight, bin index.
-      acc_t valid[2], weight[2];
+      // Per cell x (0: (i, j), 1: (j, i)): validity (for the count), loss weight (validity times
+      // the weight map's value), gradient weight (that times the backward scale), bin index.
+      acc_t valid[2], loss_weight[2], weight[2];
       int64_t bin[2] = {0, 0};
 #pragma unroll
       for (int x = 0; x < 2; ++x) {
@@ -203,17 +206,22 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
         if (ok && cells.has_mask)
           ok = load_as<acc_t>(cells.mask.data, cells.mask_dtype,
                               mb0 + ri * cells.mask.row_stride + rj * cells.mask.col_stride) != acc_t(0);
+        if (ok && pb.target_kind != BinTarget::kSoft) {
+          const int64_t raw = read_bin(cells.target, pb.target_kind,
+                                       tb0 + ri * cells.target.row_stride + rj * cells.target.col_stride);
+          ok = !bin_ignored(prm, raw);
+          // In range when validated; clamped so that validate=False never reads out of bounds.
+          bin[x] = !ok ? 0 : raw < 0 ? 0 : (raw >= C ? C - 1 : raw);
+        }
         valid[x] = ok ? acc_t(1) : acc_t(0);
-        weight[x] = P == Pass::kBackward ? valid[x] * scale : acc_t(0);
+        loss_weight[x] = valid[x];
+        if (ok && cells.has_weight)
+          loss_weight[x] *= load_as<acc_t>(cells.weight.data, weight_dtype,
+                                           wb0 + ri * cells.weight.row_stride + rj * cells.weight.col_stride);
+        weight[x] = P == Pass::kBackward ? loss_weight[x] * scale : acc_t(0);
         if (P == Pass::kBackward && ok && !scalar_grad)
           weight[x] *= load_as<acc_t>(src.grad_map.data, cells.logits_dtype,
                                       gb0 + ri * src.grad_map.row_stride + rj * src.grad_map.col_stride);
-        if (ok && pb.target_kind != BinTarget::kSoft) {
-          // In range when validated; clamped so that validate=False never reads out of bounds.
-          const int64_t raw = read_bin(cells.target, pb.target_kind,
-                                              tb0 + ri * cells.target.row_stride + rj * cells.target.col_stride);
-          bin[x] = raw < 0 ? 0 : (raw >= C ? C - 1 : raw);
-        }
       }
       const bool any_valid = valid[0] != acc_t(0) || valid[1] != acc_t(0);
       if (P == Pass::kForward && !any_valid && out == nullptr) continue;
@@ -381,12 +389,12 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
       }
 
       if (P == Pass::kForward) {
-        loss_sum += static_cast<double>(valid[0] * loss[0] + valid[1] * loss[1]);
+        loss_sum += static_cast<double>(loss_weight[0] * loss[0] + loss_weight[1] * loss[1]);
         cell_count += static_cast<double>(valid[0] + valid[1]);
         if (out != nullptr && lane == 0) {
           const int64_t cell_own = (g.b * L + i) * L + j, cell_mirror = (g.b * L + j) * L + i;
-          store_as<acc_t>(out, cells.logits_dtype, cell_own, valid[0] * loss[0]);
-          if (!diagonal) store_as<acc_t>(out, cells.logits_dtype, cell_mirror, valid[1] * loss[1]);
+          store_as<acc_t>(out, cells.logits_dtype, cell_own, loss_weight[0] * loss[0]);
+          if (!diagonal) store_as<acc_t>(out, cells.logits_dtype, cell_mirror, loss_weight[1] * loss[1]);
         }
         continue;
       }
