@@ -57,6 +57,14 @@ SYMFOCAL_HOST_DEVICE double sf_max(double a, double b) { return a > b ? a : b; }
 SYMFOCAL_HOST_DEVICE float sf_select(bool c, float a, float b) { return c ? a : b; }
 SYMFOCAL_HOST_DEVICE double sf_select(bool c, double a, double b) { return c ? a : b; }
 
+// w * v, and exactly 0 wherever w == 0, even where v is inf or NaN: a term of weight 0 (a cell that
+// does not count, a target of 0, a bin no target meets) never reads into a result (SPEC.md,
+// "Non-finite logits"). Also the limits at an infinite logit: 0 * softplus(inf) is the 0 of t = 0.
+template <typename V>
+SYMFOCAL_HOST_DEVICE V weighted(const V& w, const V& v) {
+  return sf_select(w == V(0.0), V(0.0), w * v);
+}
+
 // ---- the focal term of one cell ----------------------------------------------
 
 // The options of the focal term, broadcast once into the value type.
@@ -112,18 +120,21 @@ SYMFOCAL_HOST_DEVICE LogitTerms<V> logit_terms(const V& z) {
 //   d/dz (1 - p_t)^gamma = gamma (1 - p_t)^(gamma - 1) (1 - 2t) p (1 - p)
 // is formed as gamma (1 - p_t)^gamma / (1 - p_t) * ..., and taken as 0 where
 // 1 - p_t == 0 (then p (1 - p) == 0 too), so 0 < gamma < 1 never meets inf * 0.
+// At z = +-inf every product that meets softplus(+-inf) = inf has a factor that is exactly 0 where
+// the limit is finite (a target of 0 or 1, the derivative p (1 - p) of the modulating factor):
+// `weighted` takes those as 0, which gives the limits of the loss (0 or +inf) and of its gradient.
 template <GammaKind G, typename V>
 SYMFOCAL_HOST_DEVICE void focal_from(const LogitTerms<V>& lt, const V& t, const FocalCoefs<V>& k, V& loss,
                                      V& dloss) {
   const V zero(0.0), one(1.0), two(2.0);
   const V one_minus_t = one - t;
   const V wt = k.pos_weight * t;
-  const V ce = wt * lt.softplus_neg + one_minus_t * lt.softplus_pos;
+  const V ce = weighted(wt, lt.softplus_neg) + weighted(one_minus_t, lt.softplus_pos);
   const V dce = one_minus_t * lt.p - wt * lt.q;
   const V a_t = k.has_alpha ? k.alpha * t + k.one_minus_alpha * one_minus_t : one;
 
   if (G == GammaKind::kZero) {
-    loss = a_t * ce;
+    loss = weighted(a_t, ce);
     dloss = a_t * dce;
     return;
   }
@@ -140,8 +151,8 @@ SYMFOCAL_HOST_DEVICE void focal_from(const LogitTerms<V>& lt, const V& t, const 
     mod = sf_exp(k.gamma * sf_log(m));  // m == 0 gives exp(-inf) == 0
     dmod = k.gamma * dm * sf_select(m > zero, mod / m, zero);
   }
-  loss = a_t * mod * ce;
-  dloss = a_t * (mod * dce + dmod * ce);
+  loss = weighted(a_t * mod, ce);
+  dloss = a_t * (mod * dce + weighted(dmod, ce));
 }
 
 // FL(z, t) and dFL/dz for logit z and (already smoothed) target t.
@@ -155,7 +166,9 @@ SYMFOCAL_HOST_DEVICE void focal_term(const V& z, const V& t, const FocalCoefs<V>
 // xa = x_ij, xb = x_ji, ta = y_ij, tb = y_ji; wa, wb weigh the loss terms of
 // the two cells (validity times the gradient scale). Returns the weighted
 // loss of each cell and the gradient of wa*l_ij + wb*l_ji with respect to
-// xa and xb: in modes average and pair a logit collects from both cells.
+// xa and xb: in modes average and pair a logit collects from both cells. A
+// term of weight 0 is exactly 0 (`weighted`): in modes none and upper a cell
+// that does not count is never read, whatever its logit holds.
 template <Mode M, GammaKind G, typename V>
 SYMFOCAL_HOST_DEVICE void pair_focal(const V& xa, const V& xb, const V& ta, const V& tb, const V& wa,
                                      const V& wb, const FocalCoefs<V>& k, V& la, V& lb, V& ga,
@@ -166,9 +179,9 @@ SYMFOCAL_HOST_DEVICE void pair_focal(const V& xa, const V& xb, const V& ta, cons
     V fa, da, fb, db;
     focal_from<G>(s, ta, k, fa, da);
     focal_from<G>(s, tb, k, fb, db);
-    la = wa * fa;
-    lb = wb * fb;
-    ga = half * (wa * da + wb * db);
+    la = weighted(wa, fa);
+    lb = weighted(wb, fb);
+    ga = half * (weighted(wa, da) + weighted(wb, db));
     gb = ga;
   } else if (M == Mode::kPair) {
     const LogitTerms<V> a = logit_terms(xa), b = logit_terms(xb);
@@ -177,18 +190,18 @@ SYMFOCAL_HOST_DEVICE void pair_focal(const V& xa, const V& xb, const V& ta, cons
     focal_from<G>(b, ta, k, f_ba, d_ba);
     focal_from<G>(b, tb, k, f_bb, d_bb);
     focal_from<G>(a, tb, k, f_ab, d_ab);
-    la = half * wa * (f_aa + f_ba);
-    lb = half * wb * (f_bb + f_ab);
-    ga = half * (wa * d_aa + wb * d_ab);
-    gb = half * (wa * d_ba + wb * d_bb);
+    la = half * weighted(wa, f_aa + f_ba);
+    lb = half * weighted(wb, f_bb + f_ab);
+    ga = half * (weighted(wa, d_aa) + weighted(wb, d_ab));
+    gb = half * (weighted(wa, d_ba) + weighted(wb, d_bb));
   } else {  // none, upper: each cell on its own
     V fa, da, fb, db;
     focal_term<G>(xa, ta, k, fa, da);
     focal_term<G>(xb, tb, k, fb, db);
-    la = wa * fa;
-    lb = wb * fb;
-    ga = wa * da;
-    gb = wb * db;
+    la = weighted(wa, fa);
+    lb = weighted(wb, fb);
+    ga = weighted(wa, da);
+    gb = weighted(wb, db);
   }
 }
 

@@ -27,7 +27,7 @@ SYMFOCAL_HOST_DEVICE double sf_expm1(double x) { return ::expm1(x); }
 // phi = (1 - p)^gamma lp and F = (1 - p)^gamma (1 - gamma p lp / (1 - p)) of one bin,
 // from lp = log p <= 0 and p. lp / (1 - p) tends to -1 as p -> 1 and is taken as -1
 // where 1 - p == 0 (p == 1 exactly), so 0 < gamma < 1 never meets 0 * inf; where
-// p -> 0, p lp -> 0. The factor (1 - p)^gamma is an exact product for gamma 1 and 2.
+// p -> 0, p lp -> 0 (exactly 0 where p == 0: a logit of -inf). The factor (1 - p)^gamma is an exact product for gamma 1 and 2.
 template <GammaKind G, typename V>
 SYMFOCAL_HOST_DEVICE void bin_focal_factors(const V& lp, const V& p, const V& gamma, V& phi, V& F) {
   const V zero(0.0), one(1.0);
@@ -47,7 +47,7 @@ SYMFOCAL_HOST_DEVICE void bin_focal_factors(const V& lp, const V& p, const V& ga
     mod = sf_exp(gamma * sf_log(q));  // q == 0: exp(-inf) == 0
   }
   phi = mod * lp;
-  F = mod * (one - gamma * p * ratio);
+  F = mod * (one - gamma * weighted(p, ratio));  // a bin at -inf: p == 0, lp / (1 - p) == -inf
 }
 
 // The reduced loss from the per-sample statistics (rows [batch, kNumSampleStats]:

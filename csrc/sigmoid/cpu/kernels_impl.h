@@ -310,16 +310,20 @@ void tile_math(TileBuf<acc_t>& t, const TileWeights<acc_t>& w, const Params& prm
       wp = w.uniform ? w_penalty : Vec::loadu(t.wp + o);
       penalty_term(xa - xb, prm.penalty, delta, rho, drho);
     }
+    if (with_penalty) {  // a pair that does not count is not read
+      rho = weighted(wp, rho);
+      drho = weighted(wp, drho);
+    }
     if (S == Store::kGrad) {
-      (ga + wp * drho).store(t.xa + o);
-      (gb - wp * drho).store(t.xb + o);
+      (ga + drho).store(t.xa + o);
+      (gb - drho).store(t.xb + o);
     } else if (S == Store::kLossMap) {
-      (la + half_lambda * wp * rho).store(t.xa + o);
-      (lb + half_lambda * wp * rho).store(t.xb + o);
+      (la + half_lambda * rho).store(t.xa + o);
+      (lb + half_lambda * rho).store(t.xb + o);
     }
     s_focal = s_focal + la + lb;
     s_cells = s_cells + wa + wb;
-    s_pen = s_pen + wp * rho;
+    s_pen = s_pen + rho;
     s_pairs = s_pairs + wp;
     s_target = s_target + wa * ta + wb * tb;
   }

@@ -199,17 +199,21 @@ __device__ __forceinline__ void tile_pair(const Problem& pb, int64_t item, const
       acc_t la, lb, da, db;
       pair_focal<M, G>(xa, xb, ta, tb, fa, fb, coefs, la, lb, da, db);
       acc_t rho = 0, drho = 0;
-      if (with_penalty) penalty_term(xa - xb, prm.penalty, delta, rho, drho);
+      if (with_penalty) {  // weighted: a pair that does not count is not read
+        penalty_term(xa - xb, prm.penalty, delta, rho, drho);
+        rho = weighted(wp, rho);
+        drho = weighted(wp, drho);
+      }
       if (P == Pass::kForward) {
         s_focal += la + lb;
         s_cells += wa + wb;
-        s_pen += wp * rho;
+        s_pen += rho;
         s_pairs += wp;
-        own[h][q] = la + half_lambda * wp * rho;
-        mirror[h][q] = lb + half_lambda * wp * rho;
+        own[h][q] = la + half_lambda * rho;
+        mirror[h][q] = lb + half_lambda * rho;
       } else {
-        own[h][q] = da + wp * drho;
-        mirror[h][q] = db - wp * drho;
+        own[h][q] = da + drho;
+        mirror[h][q] = db - drho;
       }
     }
   }

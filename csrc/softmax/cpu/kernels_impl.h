@@ -48,7 +48,10 @@ acc_t lane_max(const Vectorized<acc_t>& v) {
   alignas(64) acc_t lanes[Vectorized<acc_t>::size()];
   v.store(lanes);
   acc_t m = lanes[0];
-  for (int l = 1; l < Vectorized<acc_t>::size(); ++l) m = std::max(m, lanes[l]);
+  for (int l = 0; l < Vectorized<acc_t>::size(); ++l) {
+    if (lanes[l] != lanes[l]) return lanes[l];  // a NaN bin: the softmax is NaN (std::max would drop it)
+    m = std::max(m, lanes[l]);
+  }
   return m;
 }
 
@@ -118,6 +121,11 @@ SoftmaxNorm<acc_t> softmax_exps(acc_t* z, acc_t* p, int bins, int padded) {
   Vec mx = Vec::loadu(z);
   for (int o = W; o < padded; o += W) mx = sf_max(mx, Vec::loadu(z + o));
   const acc_t m_scalar = lane_max(mx);
+  // A NaN logit makes every probability and log probability NaN (exp_u20 does not carry NaN through).
+  if (m_scalar != m_scalar) {
+    for (int o = 0; o < padded; o += W) Vec(m_scalar).store(p + o);
+    return {m_scalar, m_scalar, m_scalar};
+  }
   const Vec m(m_scalar);
   const Vec zero(0), one(1);
   Vec rest(0), ties(0);
@@ -169,7 +177,7 @@ void vector_factors(const acc_t* lp, const acc_t* p, const acc_t* alpha, acc_t g
     Vec phi, F;
     bin_focal_factors<G>(Vec::loadu(lp + o), Vec::loadu(p + o), vgamma, phi, F);
     const Vec a = Vec::loadu(alpha + o);
-    (a * phi).store(aphi + o);
+    weighted(a, phi).store(aphi + o);  // a bin at -inf has phi = -inf
     (a * F).store(aF + o);
   }
 }
@@ -178,7 +186,7 @@ template <typename acc_t>
 acc_t dot(const acc_t* a, const acc_t* b, int padded) {
   using Vec = Vectorized<acc_t>;
   Vec s(0);
-  for (int o = 0; o < padded; o += Vec::size()) s = s + Vec::loadu(a + o) * Vec::loadu(b + o);
+  for (int o = 0; o < padded; o += Vec::size()) s = s + weighted(Vec::loadu(a + o), Vec::loadu(b + o));
   return lane_sum(s);
 }
 
@@ -324,7 +332,7 @@ struct PairMath {
           pk[k] = ws.p[v][bin] * norm[v].inv;
           acc_t phi, F;
           scalar_factors(gamma_kind, lp, pk[k], gamma, phi, F);
-          loss[meet[k].cell] -= meet[k].share * ws.alpha[bin] * phi;
+          loss[meet[k].cell] -= meet[k].share * weighted(ws.alpha[bin], phi);
           at[k] = bin;
           minus[k] = meet[k].weight * ws.alpha[bin] * F;
           q[k] = -std::expm1(lp);
@@ -473,7 +481,17 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
           const int64_t own = ((g.b * L + cp.i) * L + cp.j), mirror = ((g.b * L + cp.j) * L + cp.i);
           if (any_valid) {
             math.run(cp, ws, grad, loss);
-            loss_sum += static_cast<double>(cp.loss_weight[0] * loss[0] + cp.loss_weight[1] * loss[1]);
+            // A term of weight 0 is not read (SPEC.md, "Non-finite logits"), nor is a gradient row that
+            // only such terms meet: in modes none and upper that of a cell that does not count.
+            for (int x = 0; x < 2; ++x) loss[x] = weighted(cp.loss_weight[x], loss[x]);
+            if (grad) {
+              const bool none_met = cp.weight[0] == acc_t(0) && cp.weight[1] == acc_t(0);
+              for (int x = 0; x < 2; ++x) {
+                const bool zero = K == Sharing::kOwn ? cp.weight[x] == acc_t(0) : none_met;
+                if (zero) std::fill(ws.g[x], ws.g[x] + C, acc_t(0));
+              }
+            }
+            loss_sum += static_cast<double>(loss[0] + loss[1]);
             cell_count += static_cast<double>(cp.valid[0] + cp.valid[1]);
           } else if (grad) {
             std::fill(ws.g[0], ws.g[0] + C, acc_t(0));
@@ -486,9 +504,8 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
               if (!cp.diagonal) store_bins(ws.g[1], C, static_cast<out_t*>(out.grad) + mirror * C);
             }
             if (out.loss_map != nullptr) {
-              static_cast<out_t*>(out.loss_map)[own] = static_cast<out_t>(cp.loss_weight[0] * loss[0]);
-              if (!cp.diagonal)
-                static_cast<out_t*>(out.loss_map)[mirror] = static_cast<out_t>(cp.loss_weight[1] * loss[1]);
+              static_cast<out_t*>(out.loss_map)[own] = static_cast<out_t>(loss[0]);
+              if (!cp.diagonal) static_cast<out_t*>(out.loss_map)[mirror] = static_cast<out_t>(loss[1]);
             }
           });
         }

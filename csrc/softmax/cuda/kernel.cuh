@@ -324,7 +324,7 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
             const acc_t ab = bin_value(alpha, b);
             acc_t phi, F;
             factors_of(gamma_kind, lpb, pbin, gamma, phi, F);
-            add_to_cell(loss, meet_cell[m], acc_t(0) - meet_share[m] * ab * phi);
+            add_to_cell(loss, meet_cell[m], acc_t(0) - meet_share[m] * weighted(ab, phi));
             at[m] = b;
             minus[m] = meet_w[m] * ab * F;
             qs[m] = acc_t(0) - sf_expm1(lpb);
@@ -360,7 +360,7 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
         for (int k = 0; k < K; ++k) {
           acc_t phi, F;
           factors_of(gamma_kind, sm[v].lp[k], sm[v].p[k], gamma, phi, F);
-          aphi[k] = has[k] ? alpha[k] * phi : acc_t(0);
+          aphi[k] = has[k] ? weighted(alpha[k], phi) : acc_t(0);  // a bin at -inf has phi = -inf
           aF[k] = has[k] ? alpha[k] * F : acc_t(0);
         }
         acc_t u[K];
@@ -374,7 +374,7 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
 #pragma unroll
           for (int k = 0; k < K; ++k) {
             const acc_t tk = meet_cell[m] == 0 ? t[0][k] : t[1][k];
-            dot_phi += tk * aphi[k];
+            dot_phi += weighted(tk, aphi[k]);
             const acc_t term = meet_w[m] * tk * aF[k];
             u[k] += term;
             A += term;
@@ -389,12 +389,14 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
       }
 
       if (P == Pass::kForward) {
-        loss_sum += static_cast<double>(loss_weight[0] * loss[0] + loss_weight[1] * loss[1]);
+        // A cell that does not count is not read (SPEC.md, "Non-finite logits").
+        const acc_t l0 = weighted(loss_weight[0], loss[0]), l1 = weighted(loss_weight[1], loss[1]);
+        loss_sum += static_cast<double>(l0 + l1);
         cell_count += static_cast<double>(valid[0] + valid[1]);
         if (out != nullptr && lane == 0) {
           const int64_t cell_own = (g.b * L + i) * L + j, cell_mirror = (g.b * L + j) * L + i;
-          store_as<acc_t>(out, cells.logits_dtype, cell_own, loss_weight[0] * loss[0]);
-          if (!diagonal) store_as<acc_t>(out, cells.logits_dtype, cell_mirror, loss_weight[1] * loss[1]);
+          store_as<acc_t>(out, cells.logits_dtype, cell_own, l0);
+          if (!diagonal) store_as<acc_t>(out, cells.logits_dtype, cell_mirror, l1);
         }
         continue;
       }
@@ -405,6 +407,18 @@ __global__ void __launch_bounds__(kSoftmaxThreads, 1)
         for (int k = 0; k < K; ++k) {
           grad[0][k] *= s;
           grad[1][k] = grad[0][k];
+        }
+      }
+      // A gradient row that only terms of weight 0 meet is 0, whatever the logits (SPEC.md, "Non-finite
+      // logits"): in modes none and upper that of a cell that does not count.
+      {
+        const bool none_met = weight[0] == acc_t(0) && weight[1] == acc_t(0);
+        const bool zero0 = S == Sharing::kOwn ? weight[0] == acc_t(0) : none_met;
+        const bool zero1 = S == Sharing::kOwn ? weight[1] == acc_t(0) : none_met;
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          grad[0][k] = zero0 ? acc_t(0) : grad[0][k];
+          grad[1][k] = zero1 ? acc_t(0) : grad[1][k];
         }
       }
 #pragma unroll
