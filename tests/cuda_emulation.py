@@ -35,13 +35,18 @@ def module():
     include = cuda_include_dir()
     if include is None:
         raise RuntimeError("no CUDA headers (cuda_fp16.h) found: set CUDA_HOME to a CUDA toolkit")
-    build = ROOT / "build" / "cuda_emulator"
+    # SYMFOCAL_SANITIZE=1 (make sanitize): built with ASan and UBSan, as the library is, in a folder of its own.
+    sanitize = os.environ.get("SYMFOCAL_SANITIZE", "") == "1"
+    sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize=vptr", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer", "-g"] if sanitize else []
+    build = ROOT / "build" / ("cuda_emulator-sanitize" if sanitize else "cuda_emulator")
     build.mkdir(parents=True, exist_ok=True)
     return cpp_extension.load(
         name="symfocal_cuda_emulator", sources=[str(s) for s in SOURCES], build_directory=str(build),
         extra_include_paths=[str(ROOT / "csrc"), str(ROOT / "tests" / "cuda_emulator"), str(include)],
-        extra_cflags=["-O2", "-std=c++20", "-Wall", "-Wno-unused-parameter", "-DSYMFOCAL_CUDA_VARIANTS"],
-        verbose=False)
+        extra_cflags=["-O2", "-std=c++20", "-Wall", "-Wno-unused-parameter", "-DSYMFOCAL_CUDA_VARIANTS",
+                      *sanitizers],
+        extra_ldflags=sanitizers, verbose=False)
 
 
 class _EmulatedLoss(torch.autograd.Function):
@@ -64,14 +69,14 @@ class _EmulatedLoss(torch.autograd.Function):
 def sym_focal_loss(logits, target, *, mode="average", alpha=0.25, gamma=2.0, pos_weight=None,
                    label_smoothing=0.0, min_separation=0, lengths=None, mask=None, symmetry_weight=0.0,
                    symmetry_penalty="l1", huber_delta=1.0, reduction="mean", normalize="cells", normalizer=None,
-                   weight=None, ignore_index=None):
+                   weight=None, ignore_index=None, validate=True):
     """symfocal.sym_focal_loss with the CUDA kernels, emulated on CPU tensors."""
     options = dict(mode=mode, alpha=alpha, gamma=gamma, pos_weight=pos_weight, label_smoothing=label_smoothing,
                    min_separation=min_separation, symmetry_weight=symmetry_weight,
                    symmetry_penalty=symmetry_penalty, huber_delta=huber_delta, reduction=reduction,
                    normalize=normalize, ignore_index=ignore_index)
-    check_inputs(logits, target, lengths, mask, weight, validate=True, **options)
-    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize)
+    check_inputs(logits, target, lengths, mask, weight, validate=validate, **options)
+    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate)
     return _EmulatedLoss.apply(*op_arguments(logits, target, lengths, mask, normalizer, weight=weight, **options))
 
 
@@ -93,15 +98,16 @@ class _EmulatedSoftmaxLoss(torch.autograd.Function):
 
 def sym_softmax_focal_loss(logits, target, *, mode="average", gamma=0.0, alpha=None, label_smoothing=0.0,
                            min_separation=0, lengths=None, mask=None, reduction="mean", normalize="cells",
-                           normalizer=None, class_dim=-1, weight=None, ignore_index=None):
+                           normalizer=None, class_dim=-1, weight=None, ignore_index=None, validate=True):
     """symfocal.sym_softmax_focal_loss with the CUDA kernels, emulated on CPU tensors."""
     options = dict(mode=mode, gamma=gamma, alpha=alpha, label_smoothing=label_smoothing,
                    min_separation=min_separation, reduction=reduction, normalize=normalize, class_dim=class_dim,
                    ignore_index=ignore_index)
     check_softmax_options(**options)
-    check_softmax_tensors(logits, target, alpha, lengths, mask, weight, class_dim=class_dim, validate=True,
+    check_softmax_tensors(logits, target, alpha, lengths, mask, weight, class_dim=class_dim, validate=validate,
                           ignore_index=ignore_index)
-    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, counts=("cells",))
+    normalizer = check_normalizer(normalizer, logits, reduction=reduction, normalize=normalize, validate=validate,
+                                  counts=("cells",))
     return _EmulatedSoftmaxLoss.apply(*softmax_op_arguments(logits, target, lengths, mask, weight, normalizer,
                                                             **options))
 

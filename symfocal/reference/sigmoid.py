@@ -14,10 +14,13 @@ from .cells import _admitted, valid_cells
 def focal_term(z, t, alpha: Optional[float], gamma: float, pos_weight: Optional[float]):
     """FL(z, t) of SPEC.md, elementwise (t already smoothed)."""
     w = 1.0 if pos_weight is None else pos_weight
-    p = torch.sigmoid(z)
-    ce = w * t * F.softplus(-z) + (1 - t) * F.softplus(z)
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * (1 - p_t) ** gamma
+    # softplus(z) = log(1 + e^z) as logaddexp(z, 0): accurate at every z (F.softplus is linear past z = 20,
+    # a relative error of 1e-10 there), its gradient sigmoid(z); 1 - p_t from sigmoid(z) and sigmoid(-z),
+    # neither formed as 1 - p.
+    zero = torch.zeros_like(z)
+    ce = w * t * torch.logaddexp(-z, zero) + (1 - t) * torch.logaddexp(z, zero)
+    one_minus_p_t = torch.sigmoid(z) * (1 - t) + torch.sigmoid(-z) * t
+    loss = ce * one_minus_p_t ** gamma
     if alpha is not None:
         loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
     return loss
@@ -131,7 +134,7 @@ def _safe_divide(total, count):
 def _sample_means(cell, valid, reduction):
     """normalize="sample": each sample's (all batch dims flattened) mean over its valid cells, then their
     mean (reduction "sum": their sum)."""
-    sums = cell.reshape(-1, *cell.shape[-2:]).sum((-1, -2))
-    counts = valid.reshape(-1, *valid.shape[-2:]).sum((-1, -2))
+    sums = cell.flatten(-2).sum(-1).reshape(-1)  # (not reshape(-1, L, L): ambiguous where L == 0)
+    counts = valid.flatten(-2).sum(-1).reshape(-1)
     means = _safe_divide(sums, counts)
     return means.sum() if reduction == "sum" else means.sum() / max(means.numel(), 1)
