@@ -16,6 +16,9 @@
 #   make study      which use of the symmetry helps, on real RNA and protein maps (30 min; QUICK=1: 3 min)
 #   make compat-aarch64  cross-compiled for aarch64 (GH200) against its torch wheel, CPU tests under qemu
 #   make mutate     plants each bug of tests/mutations in a CPU-only copy; fails if the tests miss one
+#   make sanitize   the CPU suite and the emulated CUDA kernels under ASan + UBSan, in a copy (CI, 17 min;
+#                   QUICK=1: kernel tests only; WHOLE=1: every emulated test, 20 min more)
+#   make soak       the random sweep of tests/test_soak.py with thousands of cases (SYMFOCAL_SOAK_CASES=20000)
 
 SHELL := /bin/bash
 # PYTHON=python3.12 (any interpreter): its own venv, .venv-python3.12, e.g. for that Python's wheels.
@@ -41,7 +44,7 @@ WHEEL_CUDA_ARCHS ?= all
 CUDA_TAG = cu$(shell $${CUDA_HOME:-/usr/local/cuda}/bin/nvcc --version | sed -n 's/.*release \([0-9]*\)\.\([0-9]*\).*/\1\2/p')
 SDIST := dist/symfocal-$(VERSION).tar.gz
 
-.PHONY: setup build test test-emulated bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate gpu-stack compat compat-aarch64 data study
+.PHONY: setup build test test-emulated bench example gpu-check clean sdist wheel wheel-cpu wheel-check mutate gpu-stack compat compat-aarch64 data study sanitize soak
 
 setup: $(VENV)/.deps
 # Quiet: one line a stage on the terminal, everything else in build/*.log (its tail on failure).
@@ -79,7 +82,7 @@ $(VENV)/.built: $(VENV)/.deps $(SOURCES) $(BUILD_STAMP)
 # The suite but for the CUDA kernels run under the CPU emulator (test-emulated: a long compile and
 # long runs, for changes to the kernels; CI runs both).
 test: build
-	$(PY) -m pytest -q -m "not emulated" tests
+	$(PY) -m pytest -q -m "not emulated and not slow" tests
 
 test-emulated: build
 	$(PY) -m pytest -q -m emulated tests
@@ -90,6 +93,13 @@ bench: build
 
 example: build
 	$(PY) examples/train_contact_map.py
+
+# Builds its own copy (build/sanitize/tree) with the sanitizers; scripts/sanitize.py says what runs.
+sanitize: $(VENV)/.deps
+	$(PY) scripts/sanitize.py $(if $(QUICK),--quick) $(if $(WHOLE),--whole)
+
+soak: build
+	SYMFOCAL_SOAK_CASES=$${SYMFOCAL_SOAK_CASES:-20000} $(PY) -m pytest -q -m slow tests/test_soak.py
 
 # Not part of every CI run (about 25 minutes on 2 cores), but of every change to the kernels.
 # MUTATIONS="name ..." runs only those.

@@ -38,7 +38,7 @@ def module():
     # SYMFOCAL_SANITIZE=1 (make sanitize): built with ASan and UBSan, as the library is, in a folder of its own.
     sanitize = os.environ.get("SYMFOCAL_SANITIZE", "") == "1"
     sanitizers = ["-fsanitize=address,undefined", "-fno-sanitize=vptr", "-fno-sanitize-recover=all",
-                  "-fno-omit-frame-pointer", "-g"] if sanitize else []
+                  "-fno-omit-frame-pointer", "-g1"] if sanitize else []
     build = ROOT / "build" / ("cuda_emulator-sanitize" if sanitize else "cuda_emulator")
     build.mkdir(parents=True, exist_ok=True)
     return cpp_extension.load(

@@ -68,8 +68,9 @@ def test_l1_penalty_is_flat_on_exactly_symmetric_logits(dtype, mode, reduction):
 
 
 def test_reference_itself_fails_where_we_do_not():
-    """gamma < 1 and a confident, correct prediction: autograd's (1 - p_t)^gamma has an infinite slope."""
-    x = torch.full((1, 2, 2), 40.0, dtype=torch.float64, requires_grad=True)
+    """gamma < 1 and a confident, correct prediction: autograd's (1 - p_t)^gamma has an infinite slope where
+    1 - p_t underflows to 0 (the reference forms it as sigmoid(-z), exactly 0 past z = 745)."""
+    x = torch.full((1, 2, 2), 800.0, dtype=torch.float64, requires_grad=True)
     t = torch.ones(1, 2, 2, dtype=torch.float64)
     ref = reference.sym_focal_loss(x, t, gamma=0.5, mode="none")
     (gr,) = torch.autograd.grad(ref, x)
