@@ -3,8 +3,8 @@ process's resident memory watched: shapes (batch dims, L across tile edges, empt
 (transposed, sliced, expanded batch), dtypes, modes, reductions, normalizations, lengths, masks,
 separation, weights, ignore_index, penalties, smoothing, alpha / pos_weight / gamma.
 
-`make test` runs SOAK_CASES (300) cases; `make soak` (the `slow` mark) runs SYMFOCAL_SOAK_CASES (20000 unless
-set). Each run writes its case count, time and memory figures to build/soak-<name>.json."""
+`make test` runs SOAK_CASES (300) cases; `make soak` (the `slow` mark) runs SYMFOCAL_SOAK_CASES
+(20000 unless set). Each run writes its case count, time and memory figures to build/soak-<name>.json."""
 
 import gc
 import json
