@@ -51,7 +51,8 @@ def degraded_view(ca: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     L = ca.shape[0]
     noisy = ca + NOISE_ANGSTROM * torch.randn(ca.shape, generator=gen)
     d = torch.cdist(noisy, noisy)
-    shown = (torch.rand(L, L, generator=gen) >= HIDDEN).float()  # each ordered (i, j) on its own
+    shown = torch.triu((torch.rand(L, L, generator=gen) >= HIDDEN).float())
+    shown = shown + torch.triu(shown, 1).T  # a pair is shown or hidden in both halves
     k = torch.arange(L)
     separation = torch.log1p((k[:, None] - k[None, :]).abs().float()) / 5
     return torch.stack([d / 10 * shown, shown, torch.exp(-d ** 2 / 128) * shown, separation])
@@ -71,16 +72,21 @@ def make_batch(samples: list[Sample], step: int):
     return feats, target, torch.tensor([s.length for s in samples])
 
 
-def folds(samples: list[Sample], k: int = 5, validation: int = 8, seed: int = 0):
-    """k folds over chains: each fold's test chains, and of the rest `validation` held out (for
-    thresholds, the better half and pos_weight) and the others trained on."""
+def folds(samples: list[Sample], k: int = 5, validation: int = 6, tuning: int = 8, seed: int = 0):
+    """(the tuning chains, [(train, validation, test) of each of the k folds]): the tuning chains
+    (for the recipe's choices) are set aside first and are in no fold; each fold tests on its
+    own chains, holds `validation` of the rest out (thresholds, the better half, early
+    stopping) and trains on the others."""
     order = list(range(len(samples)))
     random.Random(seed).shuffle(order)
+    tuning_set, order = [samples[i] for i in order[:tuning]], order[tuning:]
+    out = []
     for f in range(k):
         test = order[f::k]
         rest = [i for i in order if i not in test]
-        yield ([samples[i] for i in rest[validation:]], [samples[i] for i in rest[:validation]],
-               [samples[i] for i in test])
+        out.append(([samples[i] for i in rest[validation:]], [samples[i] for i in rest[:validation]],
+                    [samples[i] for i in test]))
+    return tuning_set, out
 
 
 def contact_scores(logits: list[torch.Tensor], samples: list[Sample], how: str) -> dict:

@@ -31,9 +31,16 @@ class Split:
     validation: list[RnaMap]
     test: list[RnaMap]
     ood: list[RnaMap]     # rfam_seed_selected: longer RNAs of families not in the split
+    tuning: list[RnaMap]  # families set aside once, for the recipe's choices: in no seed's other parts
 
     def families(self, part: str) -> list[str]:
         return sorted({m.family for m in getattr(self, part)})
+
+
+# The families the recipe is chosen on are dealt once, by this seed, so that no choice of a
+# hyperparameter sees a family that any seed tests on.
+TUNING_SEED = 1000
+TUNING_FRACTION = 0.1
 
 
 def read_maps(path: Path) -> list[RnaMap]:
@@ -41,38 +48,61 @@ def read_maps(path: Path) -> list[RnaMap]:
     return rna_maps(read_stockholm(path.read_text(encoding="latin-1")))
 
 
+def _by_family(maps: list[RnaMap]) -> dict[str, list[RnaMap]]:
+    by_family: dict[str, list[RnaMap]] = {}
+    for m in maps:
+        by_family.setdefault(m.family, []).append(m)
+    return by_family
+
+
+def _take(by_family: dict, families, per_family: int, rng: random.Random) -> list[RnaMap]:
+    out = []
+    for f in sorted(families):
+        members = list(by_family[f])
+        rng.shuffle(members)
+        out += members[:per_family]
+    return out
+
+
 def split_by_family(maps: list[RnaMap], seed: int, per_family: int, fractions=(0.8, 0.1)) -> tuple[list, list, list]:
     """Families shuffled by `seed` and dealt into train / validation / test (80 / 10 / 10 % of
     the families: none in two parts), at most `per_family` sequences of each (drawn by the same
     seed), so that no large family (tRNA has 953) outweighs the others."""
     rng = random.Random(seed)
-    by_family: dict[str, list[RnaMap]] = {}
-    for m in maps:
-        by_family.setdefault(m.family, []).append(m)
+    by_family = _by_family(maps)
     families = sorted(by_family)
     rng.shuffle(families)
     n_train = round(fractions[0] * len(families))
     n_val = round(fractions[1] * len(families))
     parts = families[:n_train], families[n_train:n_train + n_val], families[n_train + n_val:]
-
-    def take(fams):
-        out = []
-        for f in sorted(fams):
-            members = list(by_family[f])
-            rng.shuffle(members)
-            out += members[:per_family]
-        return out
-
-    return tuple(take(p) for p in parts)
+    return tuple(_take(by_family, p, per_family, rng) for p in parts)
 
 
-def load(seed: int = 0, per_family: int = 20, ood_per_family: int = 50, limit: dict | None = None) -> Split:
-    """The split; `limit` (quick runs) keeps the first n families of each part."""
+def set_aside_tuning(maps: list[RnaMap], per_family: int) -> tuple[list[RnaMap], list[RnaMap]]:
+    """(the tuning families' sequences, the other families' maps): the same for every seed."""
+    rng = random.Random(TUNING_SEED)
+    by_family = _by_family(maps)
+    families = sorted(by_family)
+    rng.shuffle(families)
+    tuning = set(families[:round(TUNING_FRACTION * len(families))])
+    return _take(by_family, tuning, per_family, rng), [m for m in maps if m.family not in tuning]
+
+
+def load(seed: int = 0, per_family: int = 20, ood_per_family: int = 50, limit: dict | None = None,
+         train_per_family: int | None = None) -> Split:
+    """The split of one seed: the tuning families set aside (the same for every seed), the rest
+    dealt by `seed`; `train_per_family` caps the training families further (the study's budget);
+    the out-of-distribution set is the same for every seed. `limit` (quick runs) keeps the first
+    n families of each part."""
     maps = read_maps(DATA / "rna" / "rfam_seed_many_short.stk")
-    train, val, test = split_by_family(maps, seed, per_family)
+    tuning, rest = set_aside_tuning(maps, per_family)
+    train, val, test = split_by_family(rest, seed, per_family)
+    if train_per_family is not None:
+        rng = random.Random(seed)
+        train = _take(_by_family(train), {m.family for m in train}, train_per_family, rng)
     ood_all = read_maps(DATA / "rna" / "rfam_seed_selected.stk")
-    ood = split_by_family(ood_all, seed, ood_per_family, fractions=(0.0, 0.0))[2]
-    split = Split(seed, train, val, test, ood)
+    ood = split_by_family(ood_all, 0, ood_per_family, fractions=(0.0, 0.0))[2]
+    split = Split(seed, train, val, test, ood, tuning)
     for part, n in (limit or {}).items():
         keep = set(split.families(part)[:n])
         setattr(split, part, [m for m in getattr(split, part) if m.family in keep])
