@@ -6,9 +6,9 @@ import torch.nn.functional as F
 
 import symfocal
 from examples.realdata.stockholm import RnaMap
-from examples.study import losses, protein, report, rna
-from examples.study.experiment import Budget, Data, run_seed
-from examples.study.train import Sample, batch_order, collate
+from examples.study import evaluate, experiment, losses, protein, report, rna
+from examples.study.experiment import Grids, Runs, Seed, Task, paired_differences, run_task
+from examples.study.train import Budget, Sample, batch_order, collate, train
 
 
 def _maps(families=30, per=5):
@@ -36,6 +36,22 @@ def test_split_by_family_keeps_families_apart_and_caps_them():
     other = rna.split_by_family(maps, seed=4, per_family=4)
     assert [m.name + m.family for m in again[2]] == [m.name + m.family for m in test]
     assert {m.family for m in other[2]} != fams[2]
+
+
+def test_tuning_families_are_the_same_for_every_seed_and_in_no_part(monkeypatch):
+    maps = _maps(families=40, per=3)
+    tuning, rest = rna.set_aside_tuning(maps, per_family=2)
+    assert {m.family for m in rna.set_aside_tuning(maps[::-1], per_family=2)[0]} == {m.family for m in tuning}
+    assert len({m.family for m in tuning}) == 4 and all(sum(t.family == m.family for t in tuning) == 2 for m in tuning)
+    assert not {m.family for m in tuning} & {m.family for m in rest} and len(rest) == 36 * 3
+    monkeypatch.setattr(rna, "read_maps", lambda path: maps)
+    a, b = rna.load(seed=0, per_family=3), rna.load(seed=1, per_family=3, train_per_family=1)
+    assert a.families("tuning") == b.families("tuning") == sorted({m.family for m in tuning})
+    for split in (a, b):
+        parts = [set(split.families(p)) for p in ("train", "validation", "test", "tuning")]
+        assert all(not parts[x] & parts[y] for x in range(4) for y in range(x + 1, 4))
+    assert a.families("test") != b.families("test")
+    assert len(b.train) == len(b.families("train"))  # train_per_family caps the training families
 
 
 def test_rna_features():
@@ -88,22 +104,26 @@ def test_masked_bce_is_torch_bce_over_the_valid_cells():
     assert got.item() == pytest.approx(torch.cat(terms).mean().item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("trains", ["none", "average", "pair", "upper", "average_l1", "average_huber"])
-def test_training_loss_fused_equals_reference(trains):
+@pytest.mark.parametrize("trains", ["none", "average", "pair", "upper", "none_l1", "none_huber"])
+@pytest.mark.parametrize("normalize", ["cells", "positives"])
+def test_training_loss_fused_equals_reference(trains, normalize):
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(2, 20, 20, generator=gen, dtype=torch.float64)
     t = torch.rand(2, 20, 20, generator=gen) < 0.05
     n = torch.tensor([20, 13])
-    fused = losses.training_loss(trains, min_separation=4)(x, t, n)
-    ref = losses.training_loss(trains, min_separation=4, fused=False)(x, t, n)
+    recipe = losses.Recipe(alpha=0.75, gamma=0.5, normalize=normalize, symmetry_weight={"l1": 0.3, "huber": 2.0})
+    fused = losses.training_loss(trains, recipe, min_separation=4)(x, t, n)
+    ref = losses.training_loss(trains, recipe, min_separation=4, fused=False)(x, t, n)
     assert fused.item() == pytest.approx(ref.item(), rel=1e-10)
+    other = losses.training_loss(trains, recipe.but(alpha=0.25), min_separation=4)(x, t, n)
+    assert other.item() != pytest.approx(fused.item(), rel=1e-3)  # the recipe reaches the loss
 
 
 def test_every_loss_entry_names_a_trained_model_and_a_rule():
     assert len({loss.name for loss in losses.LOSSES}) == len(losses.LOSSES)
     for loss in losses.LOSSES:
         assert loss.test in ("average", "upper", "raw", "better")
-        losses.training_loss(loss.trains, pos_weight=10.0)  # builds
+        losses.training_loss(loss.trains if loss.trains != "bce_pwval" else "bce_pw10")  # builds
     x = torch.randn(9, 9)
     for how in ("average", "upper", "lower"):
         p = losses.test_map(x, how)
@@ -118,7 +138,7 @@ def _chain(name, L, gen):
     return Sample(None, target, protein._pairs(target), extra={"ca": ca, "name": name})
 
 
-def test_protein_view_is_degraded_asymmetric_and_fixed_at_test():
+def test_protein_view_is_degraded_symmetric_and_fixed_at_test():
     gen = torch.Generator().manual_seed(0)
     chains = [_chain("a", 30, gen), _chain("b", 24, gen)]
     f_test, target, lengths = protein.make_batch(chains, -1)
@@ -128,7 +148,9 @@ def test_protein_view_is_degraded_asymmetric_and_fixed_at_test():
     assert torch.equal(f_test, again) and not torch.equal(step0, step1)
     shown = f_test[0, 1]
     assert 0.6 < shown.mean() < 0.8                   # 30 % hidden
-    assert not torch.equal(shown, shown.T)             # independently in the two halves
+    assert torch.equal(shown, shown.T)                 # the same pairs in both halves
+    # An honest view: symmetric (cdist's rounding aside), one view of each pair.
+    torch.testing.assert_close(f_test[0], f_test[0].transpose(-1, -2), rtol=1e-5, atol=1e-5)
     d = f_test[0, 0] * 10
     true_d = torch.cdist(chains[0].extra["ca"], chains[0].extra["ca"])
     off = (d - true_d).abs()[shown.bool()]
@@ -136,40 +158,133 @@ def test_protein_view_is_degraded_asymmetric_and_fixed_at_test():
     assert f_test[1, :, 24:].abs().sum() == 0 and lengths.tolist() == [30, 24]
 
 
-def test_folds_cover_every_chain_once():
+def test_folds_cover_every_chain_but_the_tuning_ones_once():
     gen = torch.Generator().manual_seed(0)
     chains = [_chain(f"c{k}", 20, gen) for k in range(23)]
+    tuning, folds = protein.folds(chains, k=5, validation=4, tuning=3)
+    tuned = {s.extra["name"] for s in tuning}
     seen = []
-    for train, val, test in protein.folds(chains, k=5, validation=4):
-        names = [s.extra["name"] for s in train], [s.extra["name"] for s in val], [s.extra["name"] for s in test]
+    for train_, val, test in folds:
+        names = [s.extra["name"] for s in train_], [s.extra["name"] for s in val], [s.extra["name"] for s in test]
         assert not (set(names[0]) & set(names[1]) or set(names[0]) & set(names[2]) or set(names[1]) & set(names[2]))
-        assert len(names[1]) == 4 and sum(map(len, names)) == 23
+        assert not tuned & (set(names[0]) | set(names[1]) | set(names[2]))
+        assert len(names[1]) == 4 and sum(map(len, names)) == 20
         seen += names[2]
-    assert sorted(seen) == sorted(s.extra["name"] for s in chains)
+    assert sorted(seen + sorted(tuned)) == sorted(s.extra["name"] for s in chains)
 
 
-def test_one_seed_end_to_end_and_the_summary():
-    maps = _maps(families=6, per=3)
+def _greedy_pairs(probs, threshold, min_separation):
+    """One partner per base the slow way: the pairs at or above the threshold, best first."""
+    n = probs.shape[-1]
+    cand = sorted(((float(probs[i, j]), i, j) for i in range(n) for j in range(i + min_separation, n)
+                   if probs[i, j] >= threshold), key=lambda c: -c[0])
+    used, out = set(), set()
+    for _, i, j in cand:
+        if i not in used and j not in used:
+            used |= {i, j}
+            out.add((i, j))
+    return out
+
+
+def test_one_partner_keeps_each_base_once_at_every_threshold():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(17, 17, generator=gen)
+    probs = (x + x.T) / 2
+    kept = evaluate.one_partner(probs, min_separation=2)
+    assert torch.equal(kept, kept.T)
+    assert ((kept > 0).sum(1) <= 1).all()
+    for threshold in (0.02, 0.3, 0.5, 0.7, 0.9):
+        got = symfocal.metrics.pairs_of(kept, threshold, min_separation=2)
+        assert got == _greedy_pairs(probs, threshold, 2)
+
+
+def test_early_stopping_keeps_the_best_step_and_stops_after_patience():
+    samples = [rna.sample(m) for m in _maps(families=4, per=4)]
+    scores = iter([0.1, 0.3, 0.2, 0.25, 0.2, 0.9, 0.9])
+    seen = []
+
+    def validate(model):
+        seen.append(model.out.bias.item())
+        return next(scores), 1.0
+
+    budget = Budget(epochs=10, batch_size=4, evals_per_epoch=1, patience=3)
+    model, info = train(samples, losses.training_loss("none"), features=rna.FEATURES, budget=budget, seed=0,
+                        lr=1e-2, prior=0.01, validate=validate)
+    assert info["curve"]["step"] == [4, 8, 12, 16, 20] and info["steps_run"] == 20  # 3 worse after the best
+    assert info["best_step"] == 8 and info["best_val_f1"] == 0.3
+    assert model.out.bias.item() == seen[1]  # the best step's weights are the ones kept
+    assert info["curve"]["val_f1"] == [0.1, 0.3, 0.2, 0.25, 0.2] and len(info["curve"]["train_loss"]) == 5
+
+
+def test_output_bias_starts_at_the_prior():
+    from examples.study.model import PairNet
+    net = PairNet(rna.FEATURES, prior=0.004)
+    assert torch.sigmoid(net.out.bias).item() == pytest.approx(0.004, rel=1e-5)
+
+
+def test_paired_differences_and_their_interval():
+    seeds = [Seed(k, [], [], {}, ["a", "a", "b", "c"]) for k in range(3)]
+    task = Task("t", seeds, [], 1, 1, 0.01, Budget(1, 1))
+    gen = torch.Generator().manual_seed(0)
+    per_seed = []
+    for _ in seeds:
+        base = torch.rand(4, generator=gen).tolist()
+        per_seed.append({"focal none": {"test": {"per_sequence_f1": base}},
+                         "BCE pos_weight=val": {"test": {"per_sequence_f1": base}},
+                         "focal upper": {"test": {"per_sequence_f1": [v + 0.1 for v in base]}},
+                         "focal pair": {"test": {"per_sequence_f1": [v + (0.2 if k < 2 else 0.0)
+                                                                     for k, v in enumerate(base)]}}})
+    out = {(d["name"], d["minus"]): d for d in paired_differences(task, per_seed, list(per_seed[0]), resamples=400)}
+    up = out[("focal upper", "focal none")]
+    assert up["mean"] == pytest.approx(0.1) and up["ci95"] == pytest.approx([0.1, 0.1])
+    assert out[("focal none", "BCE pos_weight=val")]["ci95"] == [0.0, 0.0]
+    pair = out[("focal pair", "focal none")]
+    assert pair["mean"] == pytest.approx(0.1)
+    # Family a (two sequences, +0.2 each) is resampled whole: a bootstrap mean is 0, 0.1, 0.133, 0.2, ...
+    assert pair["ci95"][0] < 0.05 and pair["ci95"][1] > 0.15
+
+
+def test_runs_are_kept_and_read_back(tmp_path):
+    runs = Runs(tmp_path)
+    calls = []
+    first = runs.get({"a": 1}, lambda: calls.append(1) or {"value": 2.5})
+    again = Runs(tmp_path).get({"a": 1}, lambda: calls.append(1) or {"value": 0.0})
+    assert first["value"] == again["value"] == 2.5 and calls == [1]
+    assert Runs(tmp_path).get({"a": 2}, lambda: {"value": 1.0})["value"] == 1.0
+
+
+def test_a_task_end_to_end_and_the_summary(tmp_path):
+    maps = _maps(families=8, per=3)
     samples = [rna.sample(m) for m in maps]
-    data = Data(train=samples[:12], validation=samples[12:15], tests={"test": samples[15:]},
-                min_separation=rna.MIN_SEPARATION, features=rna.FEATURES)
-    budget = Budget(steps=2, batch_size=4)
-    runs = [run_seed(data, budget, seed) for seed in (0, 1)]
-    assert budget.pos_weight in losses.POS_WEIGHT_GRID
-    assert set(budget.pos_weight_validation) == {str(w) for w in losses.POS_WEIGHT_GRID}
-    for run in runs:
-        assert set(run) == {loss.name for loss in losses.LOSSES}
-        # Entries that share a trained model share its raw output.
+    seeds = [Seed(k, samples[:12], samples[12:15], {"test": samples[15:21]}, [m.family for m in maps[15:21]])
+             for k in (0, 1)]
+    task = Task("rna", seeds, samples[21:], rna.MIN_SEPARATION, rna.FEATURES, 0.01,
+                Budget(epochs=1, batch_size=4, evals_per_epoch=1, patience=1), one_partner=True)
+    grids = Grids(normalize=("cells", "positives"), alpha=(0.5,), gamma=(1.0,), lr=(5e-3,),
+                  symmetry_weight=(0.1, 1.0)).as_dict()
+    runs = Runs(tmp_path)
+    result = run_task(task, runs, grids)
+    assert result["pos_weight_validation"]["chosen"] in losses.POS_WEIGHT_GRID
+    assert len(result["recipe_grids"]["focal"]) == 2 and set(result["recipe_grids"]["l1_weight"]) == {"0.1", "1"}
+    made, again = runs.made, Runs(tmp_path)
+    f1s = lambda r: [[e["test"]["per_sequence_f1"] for e in run.values()] for run in r["per_seed"]]  # noqa: E731
+    assert f1s(run_task(task, again, grids)) == f1s(result) and again.made == 0  # read back, not retrained
+    names = list(result["per_seed"][0])
+    assert names[0] == "BCE" and "focal upper, one partner per base" in names
+    for run in result["per_seed"]:
         assert run["focal pair"]["test"]["asymmetry"] == run["focal pair, better half"]["test"]["asymmetry"]
         assert run["focal pair, better half"]["how"] in ("upper", "lower")
+        chosen = f"bce_pw{result['pos_weight_validation']['chosen']:g}"
+        assert run["BCE pos_weight=val"]["model"] == chosen
         for entry in run.values():
-            assert 0 <= entry["test"]["f1"] <= 1 and len(entry["test"]["predicted"]) == 3
-    summary = report.collect(runs, ("test",))
-    assert [e["name"] for e in summary] == [loss.name for loss in losses.LOSSES]
+            assert 0 <= entry["test"]["f1"] <= 1 and len(entry["test"]["per_sequence_f1"]) == 6
+            assert 0 < entry["best_step"] <= entry["steps_run"]
+    summary = report.collect(result["per_seed"], ("test",), names)
     e = summary[0]
     assert [s["seed"] for s in e["seeds"]] == [0, 1]
     assert e["mean"]["f1"] == pytest.approx((e["seeds"][0]["f1"] + e["seeds"][1]["f1"]) / 2)
-    assert "predicted" not in e["seeds"][0]
+    assert "predicted" not in e["seeds"][0] and len(e["seeds"][0]["per_sequence_f1"]) == 6
+    assert made > 0
 
 
 def test_rnafold_baseline_is_scored_like_the_models():

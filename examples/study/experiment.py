@@ -1,98 +1,237 @@
-"""One seed (or fold) of a study: train each model of the loss list once, then score every
-loss entry on the validation-chosen threshold (and half)."""
+"""A study's runs: the recipe chosen on the tuning data, then every model of the loss list
+trained on every seed, each run cached on disk (a stopped study continues where it stopped),
+and every loss entry scored on the validation-chosen threshold (and half)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+import random
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
-from symfocal.metrics import best_threshold
+import torch
 
-from .evaluate import choose, score
-from .losses import LOSSES, POS_WEIGHT_GRID, test_map, training_loss, trained_models
-from .train import Sample, predict, train
+from .evaluate import choose, score, validation_f1
+from .losses import (ALPHA_GRID, GAMMA_GRID, LOSSES, LR_GRID, NORMALIZE_GRID, POS_WEIGHT_GRID, REFERENCES,
+                     SYMMETRY_WEIGHT_GRID, Recipe, stopping_rule, trained_models, training_loss)
+from .train import Budget, Sample, predict, train
 
 
 @dataclass
-class Data:
+class Seed:
+    seed: int
     train: list[Sample]
     validation: list[Sample]
     tests: dict[str, list[Sample]]          # test set name -> samples
-    min_separation: int
-    features: int                           # input channels of the network
-    make_batch: object = None               # (samples, step) -> batch; None: plain padding
-    extra_scores: object = None             # (logits, samples, how) -> dict of further metrics
+    clusters: list[str]                     # the test set's sequences' families (the bootstrap's units)
 
 
 @dataclass
-class Budget:
-    steps: int
-    batch_size: int
-    progress: object = None                 # a tqdm bar, or None
-    pos_weight: float | None = None         # chosen once (first seed / fold), then reused
-    pos_weight_validation: dict = field(default_factory=dict)
+class Task:
+    name: str
+    seeds: list[Seed]
+    tuning: list[Sample]                    # what the recipe is chosen on; in no seed's parts
+    min_separation: int
+    features: int                           # input channels of the network
+    prior: float                            # the training maps' density: the output bias's start
+    budget: Budget
+    make_batch: object = None               # (samples, step) -> batch; None: plain padding
+    extra_scores: object = None             # (logits, samples, how) -> dict of further metrics
+    one_partner: bool = False               # also score every entry with one partner per base
 
 
-def _fit(data: Data, budget: Budget, trains: str, seed: int, pos_weight=None):
-    loss = training_loss(trains, pos_weight=pos_weight, min_separation=data.min_separation)
-    model, timing = train(data.train, loss, features=data.features, steps=budget.steps, batch_size=budget.batch_size, seed=seed,
-                          make_batch=data.make_batch, progress=budget.progress)
-    return model, timing
+@dataclass
+class Runs:
+    """Each run's record in `folder`, named by what the run depends on."""
+    folder: Path
+    progress: object = None
+    made: int = 0
+    reused: int = 0
+
+    def get(self, key: dict, compute) -> dict:
+        path = self.folder / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
+        if path.exists():
+            self.reused += 1
+            return json.loads(path.read_text())
+        record = compute()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"key": key, **record}) + "\n")
+        self.made += 1
+        return record
 
 
-def _logits(model, samples, data):
-    return predict(model, samples, make_batch=data.make_batch)
+def _logits(model, samples, task):
+    return predict(model, samples, make_batch=task.make_batch)
 
 
-def choose_pos_weight(data: Data, budget: Budget, seed: int) -> dict:
-    """BCE with each pos_weight of the grid, scored on the validation sequences (mean F1 at the
-    best threshold, halves averaged); the best is `budget.pos_weight` from then on. Returns the
-    models trained (one per weight) for reuse."""
-    models = {}
-    val_pairs = [s.pairs for s in data.validation]
-    for w in POS_WEIGHT_GRID:
-        models[w] = _fit(data, budget, "bce_pwval", seed, pos_weight=w)
-        probs = [test_map(x, "average") for x in _logits(models[w][0], data.validation, data)]
-        budget.pos_weight_validation[str(w)] = best_threshold(probs, val_pairs,
-                                                              min_separation=data.min_separation)[1]
-    budget.pos_weight = max(POS_WEIGHT_GRID, key=lambda w: budget.pos_weight_validation[str(w)])
-    return models
+def _fit(task: Task, trains: str, recipe: Recipe, train_on: list[Sample], stop_on: list[Sample], seed: int,
+         progress=None):
+    how = stopping_rule(trains)
+    pairs = [s.pairs for s in stop_on]
+
+    def validate(model):
+        logits = _logits(model, stop_on, task)
+        spread = float(torch.cat([x.flatten() for x in logits]).std(correction=0))
+        return validation_f1(logits, pairs, how, task.min_separation), spread
+
+    loss = training_loss(trains, recipe, min_separation=task.min_separation)
+    return train(train_on, loss, features=task.features, budget=task.budget, seed=seed, lr=recipe.lr(trains),
+                 prior=task.prior, validate=validate, make_batch=task.make_batch, progress=progress)
 
 
-def run_seed(data: Data, budget: Budget, seed: int, losses=LOSSES) -> dict:
-    """{loss name: {"seed", "how", "threshold", "train_s", test set name: metrics}} for one seed."""
-    fitted = {}
-    if budget.pos_weight is None and any(loss.trains == "bce_pwval" for loss in losses):
-        grid = choose_pos_weight(data, budget, seed)
-        fitted["bce_pwval"] = grid[budget.pos_weight]
-        if 300.0 in grid:
-            fitted["bce_pw300"] = grid[300.0]  # the same loss, the same seed: the same model
-    if budget.pos_weight == 300.0 and "bce_pwval" not in fitted and "bce_pw300" in trained_models(losses):
-        fitted["bce_pwval"] = fitted["bce_pw300"] = _fit(data, budget, "bce_pw300", seed)
-    for trains in trained_models(losses):
-        if trains not in fitted:
-            fitted[trains] = _fit(data, budget, trains, seed, pos_weight=budget.pos_weight)
-    val_pairs = [s.pairs for s in data.validation]
-    logits = {}
-    out = {}
-    for loss in losses:
-        model, timing = fitted[loss.trains]
-        if loss.trains not in logits:
-            logits[loss.trains] = {name: _logits(model, samples, data)
-                                   for name, samples in {"validation": data.validation, **data.tests}.items()}
-        how, threshold = choose(logits[loss.trains]["validation"], val_pairs, loss.test, data.min_separation)
-        entry = {"seed": seed, "how": how, "threshold": threshold, "train_s": timing["train_s"]}
-        for name, samples in data.tests.items():
-            entry[name] = score(logits[loss.trains][name], [s.pairs for s in samples], how, threshold,
-                                data.min_separation)
-            if data.extra_scores is not None:
-                entry[name].update(data.extra_scores(logits[loss.trains][name], samples, how))
-        out[loss.name] = entry
+def _key(task: Task, phase: str, trains: str, recipe: Recipe, seed: int) -> dict:
+    return {"task": task.name, "phase": phase, "trains": trains, "seed": seed, "recipe": recipe.key(trains),
+            "budget": asdict(task.budget), "sizes": [len(s.train) for s in task.seeds]}
+
+
+def tuning_run(task: Task, runs: Runs, trains: str, recipe: Recipe) -> dict:
+    """One model trained on the first seed's training data, stopped and scored on the tuning data."""
+    first = task.seeds[0]
+
+    def compute():
+        _, info = _fit(task, trains, recipe, first.train, task.tuning, first.seed, runs.progress)
+        return {"val_f1": info["best_val_f1"], **info}
+
+    return runs.get(_key(task, "tuning", trains, recipe, first.seed), compute)
+
+
+def choose_recipe(task: Task, runs: Runs, grids: dict) -> tuple[Recipe, dict]:
+    """The focal settings (normalize x alpha x gamma, mode none), then each family's learning
+    rate, then each penalty's weight, each the best tuning F1 of its grid (the first of equal
+    ones). Returns the recipe and every grid's scores."""
+    report = {}
+    base = Recipe(focal_lr=5e-3, bce_lr=5e-3)
+    focal = {}
+    for normalize in grids["normalize"]:
+        for alpha in grids["alpha"]:
+            for gamma in grids["gamma"]:
+                r = base.but(alpha=alpha, gamma=gamma, normalize=normalize)
+                focal[(normalize, alpha, gamma)] = tuning_run(task, runs, "none", r)["val_f1"]
+    normalize, alpha, gamma = max(focal, key=focal.get)
+    report["focal"] = [{"normalize": n, "alpha": a, "gamma": g, "val_f1": f} for (n, a, g), f in focal.items()]
+    recipe = base.but(alpha=alpha, gamma=gamma, normalize=normalize)
+    lrs = {lr: tuning_run(task, runs, "none", recipe.but(focal_lr=lr))["val_f1"] for lr in grids["lr"]}
+    report["focal_lr"] = {f"{lr:g}": f for lr, f in lrs.items()}
+    recipe = recipe.but(focal_lr=max(lrs, key=lrs.get))
+    lrs = {lr: tuning_run(task, runs, "bce_pw1", recipe.but(bce_lr=lr))["val_f1"] for lr in grids["lr"]}
+    report["bce_lr"] = {f"{lr:g}": f for lr, f in lrs.items()}
+    recipe = recipe.but(bce_lr=max(lrs, key=lrs.get))
+    weights = dict(recipe.symmetry_weight)
+    for penalty in ("l1", "huber"):
+        scores = {w: tuning_run(task, runs, f"none_{penalty}", recipe.but(symmetry_weight={**weights, penalty: w}))
+                  ["val_f1"] for w in grids["symmetry_weight"]}
+        report[f"{penalty}_weight"] = {f"{w:g}": f for w, f in scores.items()}
+        weights[penalty] = max(scores, key=scores.get)
+    recipe = recipe.but(symmetry_weight=weights)
+    report["chosen"] = asdict(recipe)
+    return recipe, report
+
+
+def _entry_rules(trains: str, task: Task) -> list[tuple[str, bool]]:
+    rules = {loss.test for loss in LOSSES if loss.trains == trains or (trains.startswith("bce") and
+                                                                       loss.trains.startswith("bce"))}
+    return [(rule, partner) for rule in sorted(rules) for partner in ((False, True) if task.one_partner else (False,))]
+
+
+def main_run(task: Task, runs: Runs, trains: str, recipe: Recipe, seed: Seed) -> dict:
+    """One model on one seed: trained, stopped on the seed's validation data, scored on its tests
+    by every rule its entries use, and its F1 on the tuning data (the pos_weight choice)."""
+
+    def compute():
+        model, info = _fit(task, trains, recipe, seed.train, seed.validation, seed.seed, runs.progress)
+        logits = {name: _logits(model, samples, task) for name, samples in
+                  {"validation": seed.validation, "tuning": task.tuning, **seed.tests}.items()}
+        val_pairs = [s.pairs for s in seed.validation]
+        scored = {}
+        for rule, partner in _entry_rules(trains, task):
+            how, threshold = choose(logits["validation"], val_pairs, rule, task.min_separation, partner)
+            entry = {"how": how, "threshold": threshold}
+            for name, samples in seed.tests.items():
+                entry[name] = score(logits[name], [s.pairs for s in samples], how, threshold, task.min_separation,
+                                    partner)
+                if task.extra_scores is not None:
+                    entry[name].update(task.extra_scores(logits[name], samples, how))
+            scored[f"{rule}{' partner' if partner else ''}"] = entry
+        tuning_f1 = validation_f1(logits["tuning"], [s.pairs for s in task.tuning], stopping_rule(trains),
+                                  task.min_separation)
+        return {"tuning_f1": tuning_f1, "scored": scored, **info}
+
+    return runs.get(_key(task, "main", trains, recipe, seed.seed), compute)
+
+
+def run_task(task: Task, runs: Runs, grids: dict) -> dict:
+    """The recipe, every model on every seed, the pos_weight chosen over seeds on the tuning
+    data, and per seed each entry's record (entries of one model share it)."""
+    recipe, recipe_report = choose_recipe(task, runs, grids)
+    records = {(t, s.seed): main_run(task, runs, t, recipe, s) for s in task.seeds for t in trained_models()}
+    by_weight = {w: statistics.fmean(records[(f"bce_pw{w:g}", s.seed)]["tuning_f1"] for s in task.seeds)
+                 for w in POS_WEIGHT_GRID}
+    chosen = max(by_weight, key=by_weight.get)
+    per_seed = []
+    for s in task.seeds:
+        out = {}
+        for loss in LOSSES:
+            model = f"bce_pw{chosen:g}" if loss.trains == "bce_pwval" else loss.trains
+            record = records[(model, s.seed)]
+            for partner in (False, True) if task.one_partner else (False,):
+                entry = dict(record["scored"][f"{loss.test}{' partner' if partner else ''}"])
+                entry.update(seed=s.seed, model=model, train_s=record["train_s"], best_step=record["best_step"],
+                             steps_run=record["steps_run"], steps_per_epoch=record["steps_per_epoch"])
+                out[loss.name + (", one partner per base" if partner else "")] = entry
+        per_seed.append(out)
+    curves = {f"{t} seed {s.seed}": {k: records[(t, s.seed)][k] for k in ("curve", "best_step", "steps_run")}
+              for s in task.seeds for t in trained_models()}
+    return {"recipe": recipe, "recipe_grids": recipe_report, "per_seed": per_seed, "curves": curves,
+            "pos_weight_validation": {"f1_by_weight": {f"{w:g}": f for w, f in by_weight.items()},
+                                      "chosen": chosen, "on": "tuning data, mean over seeds"}}
+
+
+def paired_differences(task: Task, per_seed: list[dict], names: list[str], test: str = "test",
+                       resamples: int = 2000) -> list[dict]:
+    """Each entry's per-sequence F1 minus a reference's (same seed, same sequences), averaged
+    over the sequences and then the seeds, with a 95 % interval from a two-level bootstrap:
+    seeds resampled, then within each the test families (clusters), whole."""
+    rng = random.Random(0)
+    out = []
+    suffix = ", one partner per base"
+    for plain_reference in REFERENCES:
+        for name in names:
+            # A post-processed entry is compared with the post-processed reference.
+            reference = plain_reference + (suffix if name.endswith(suffix) else "")
+            if name == reference:
+                continue
+            diffs = []
+            for s, run in zip(task.seeds, per_seed):
+                d = [a - b for a, b in zip(run[name][test]["per_sequence_f1"], run[reference][test]["per_sequence_f1"])]
+                groups: dict[str, list[float]] = {}
+                for cluster, v in zip(s.clusters, d):
+                    groups.setdefault(cluster, []).append(v)
+                diffs.append(list(groups.values()))
+            per_seed_mean = [statistics.fmean(v for g in seed for v in g) for seed in diffs]
+            boot = []
+            for _ in range(resamples):
+                means = []
+                for seed in (diffs[rng.randrange(len(diffs))] for _ in diffs):
+                    picked = [seed[rng.randrange(len(seed))] for _ in seed]
+                    means.append(statistics.fmean(v for g in picked for v in g))
+                boot.append(statistics.fmean(means))
+            boot.sort()
+            out.append({"name": name, "minus": reference, "mean": statistics.fmean(per_seed_mean),
+                        "ci95": [boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]],
+                        "per_seed": per_seed_mean})
     return out
 
 
-def models_per_seed(losses=LOSSES, choosing_pos_weight: bool = False) -> int:
-    """How many trainings a seed costs (for the progress bar)."""
-    n = len(trained_models(losses))
-    if choosing_pos_weight:
-        n += len(POS_WEIGHT_GRID) - 2  # the grid's 300 and its winner are models of the list
-    return n
+@dataclass
+class Grids:
+    normalize: tuple = NORMALIZE_GRID
+    alpha: tuple = ALPHA_GRID
+    gamma: tuple = GAMMA_GRID
+    lr: tuple = LR_GRID
+    symmetry_weight: tuple = SYMMETRY_WEIGHT_GRID
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "extra"}

@@ -5,32 +5,46 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from dataclasses import asdict
+
 from .evaluate import METRICS, mean_sd
 from .losses import LOSSES
 
-BULKY = ("per_sequence_f1", "predicted")  # kept for the figures, left out of the JSON
+BULKY = ("predicted",)  # kept for the figures, left out of the JSON
 
 
-def collect(per_seed: list[dict], test_names, seed_key: str = "seed") -> list[dict]:
-    """One entry per loss: what it is, each seed's (or fold's) metrics, and their mean and
-    standard deviation over the seeds."""
+def _loss_of(name: str):
+    return next(loss for loss in LOSSES if name.startswith(loss.name) and
+                name[len(loss.name):] in ("", ", one partner per base"))
+
+
+def recipe_dict(result: dict) -> dict:
+    return {"chosen": asdict(result["recipe"]), "grids": result["recipe_grids"]}
+
+
+def collect(per_seed: list[dict], test_names, names=None, seed_key: str = "seed") -> list[dict]:
+    """One entry per loss (and post-processing): what it is, each seed's (or fold's) metrics
+    with its sequences' F1 and the step chosen, and their mean and standard deviation over the
+    seeds."""
     entries = []
-    for loss in LOSSES:
+    for name in names or [loss.name for loss in LOSSES]:
+        loss = _loss_of(name)
         runs = []
         for run in per_seed:
-            r = run[loss.name]
+            r = run[name]
             row = {seed_key: r["seed"], "how": r["how"], "threshold": r["threshold"],
                    "train_s": round(r["train_s"], 2)}
-            for name in test_names:
-                metrics = {k: v for k, v in r[name].items() if k not in BULKY}
-                row.update(metrics) if name == "test" else row.update({name: metrics})
+            row.update({k: r[k] for k in ("model", "best_step", "steps_run", "steps_per_epoch") if k in r})
+            for test in test_names:
+                metrics = {k: v for k, v in r[test].items() if k not in BULKY}
+                row.update(metrics) if test == "test" else row.update({test: metrics})
             runs.append(row)
         keys = [k for k, v in runs[0].items() if isinstance(v, float) and k not in ("threshold", "train_s")]
         summary = {k: mean_sd([r[k] for r in runs]) for k in keys}
-        for name in test_names:
-            if name != "test":
-                summary.update({f"{name} {k}": mean_sd([r[name][k] for r in runs]) for k in METRICS})
-        entries.append({"name": loss.name, "trains": loss.trains, "test_rule": loss.test, "what": loss.what,
+        for test in test_names:
+            if test != "test":
+                summary.update({f"{test} {k}": mean_sd([r[test][k] for r in runs]) for k in METRICS})
+        entries.append({"name": name, "trains": loss.trains, "test_rule": loss.test, "what": loss.what,
                         "seeds" if seed_key == "seed" else "folds": runs,
                         "mean": {k: v[0] for k, v in summary.items()}, "sd": {k: v[1] for k, v in summary.items()}})
     return entries
@@ -53,8 +67,9 @@ def write_rna(results: dict, per_seed: list[dict], baseline: dict, split, out: P
         f"{len(results['split']['test_families'])} families (at most {results['split']['per_family_at_most']} "
         f"a family); out of distribution: {s['ood']} longer RNAs of rfam_seed_selected "
         f"({', '.join(results['split']['ood_families'])}). Per-sequence metrics, averaged over the sequences; "
-        f"mean ± standard deviation over {len(per_seed)} seeds; threshold (and half) chosen on the "
-        "validation families. Asymmetry: mean |p_ij - p_ji| of the raw output.",
+        f"mean ± standard deviation over {len(per_seed)} seeds (the split dealt anew by each seed; the "
+        f"{len(results['split']['tuning_families'])} tuning families, where the recipe was chosen, in none); "
+        "threshold (and half) chosen on the validation families. Asymmetry: mean |p_ij - p_ji| of the raw output.",
         "",
         "| loss | test F1 | F1 of each seed | MCC | precision | recall | asymmetry | OOD F1 |",
         "|---|---|---|---|---|---|---|---|",
@@ -65,10 +80,7 @@ def write_rna(results: dict, per_seed: list[dict], baseline: dict, split, out: P
                      f"{_pm(e, 'recall')} | {_pm(e, 'asymmetry')} | {_pm(e, 'ood f1')} |")
     lines.append(f"| ViennaRNA RNAfold (MFE, {rf['version']}) | {rf['f1']:.3f} | | {rf['mcc']:.3f} | "
                  f"{rf['precision']:.3f} | {rf['recall']:.3f} | 0 | {ood['f1']:.3f} |")
-    pw = results["pos_weight_validation"]
-    lines += ["", "pos_weight chosen on the validation families: "
-              f"{pw['chosen']:g} (validation F1 by weight: "
-              + ", ".join(f"{w}: {f:.3f}" for w, f in pw["f1_by_weight"].items()) + ")."]
+    lines += _differences_lines(results) + _recipe_lines(results)
     t = results["timing"]
     lines += ["", f"Loss cost, batch {t['batch']}, loss `{t['loss']}`, medians of {t['repeats']} interleaved "
               f"runs: the fused loss's forward + backward takes {t['fused_loss_s'] * 1e3:.2f} ms "
@@ -78,7 +90,62 @@ def write_rna(results: dict, per_seed: list[dict], baseline: dict, split, out: P
               f"{t['step_speedup']:.2f}x for the step (CPU)."]
     (out / "study_rna.md").write_text("\n".join(lines) + "\n")
     _plot_f1(results, out / "study_rna_f1.png")
+    _plot_curves(results, out / "study_rna_curves.png")
     _plot_examples(results, per_seed, baseline, split, out / "study_rna_examples.png")
+
+
+def _differences_lines(results: dict) -> list[str]:
+    lines = ["", "Paired differences of the per-sequence test F1 (same seed, same sequences), mean over the "
+             "sequences then the seeds, 95 % interval of a two-level bootstrap (seeds, then the test families "
+             "within each, resampled whole):", "", "| loss | minus | difference | 95 % interval | each seed |",
+             "|---|---|---|---|---|"]
+    for d in results["paired_differences"]["test"]:
+        apart = "" if d["ci95"][0] <= 0 <= d["ci95"][1] else " *"
+        lines.append(f"| {d['name']} | {d['minus']} | {d['mean']:+.3f}{apart} | [{d['ci95'][0]:+.3f}, "
+                     f"{d['ci95'][1]:+.3f}] | " + ", ".join(f"{v:+.2f}" for v in d["per_seed"]) + " |")
+    lines += ["", "\\* the interval excludes 0."]
+    return lines
+
+
+def _recipe_lines(results: dict) -> list[str]:
+    r, g = results["recipe"]["chosen"], results["recipe"]["grids"]
+    lines = ["", f"Recipe, chosen on the tuning data (validation F1 there, mode none): alpha {r['alpha']:g}, gamma "
+             f"{r['gamma']:g}, normalize {r['normalize']}, focal lr {r['focal_lr']:g}, BCE lr {r['bce_lr']:g}, "
+             f"penalty weights l1 {r['symmetry_weight']['l1']:g}, huber {r['symmetry_weight']['huber']:g}.", "",
+             "| normalize | alpha | gamma | tuning F1 |", "|---|---|---|---|"]
+    lines += [f"| {e['normalize']} | {e['alpha']:g} | {e['gamma']:g} | {e['val_f1']:.3f} |" for e in g["focal"]]
+    for key, label in (("focal_lr", "focal learning rate"), ("bce_lr", "BCE learning rate"),
+                       ("l1_weight", "l1 penalty weight"), ("huber_weight", "huber penalty weight")):
+        lines.append(f"\n{label}: " + ", ".join(f"{k}: {v:.3f}" for k, v in g[key].items()))
+    pw = results["pos_weight_validation"]
+    lines += ["", f"pos_weight chosen on the tuning data, mean F1 over the seeds: {pw['chosen']:g} ("
+              + ", ".join(f"{w}: {f:.3f}" for w, f in pw["f1_by_weight"].items()) + ")."]
+    return lines
+
+
+def _plot_curves(results: dict, path: Path) -> None:
+    """Each model's validation F1 and training loss against the step, one line a seed."""
+    plt = _pyplot()
+    models = list(dict.fromkeys(k.rsplit(" seed ", 1)[0] for k in results["curves"]))
+    fig, axes = plt.subplots(2, len(models), figsize=(2.2 * len(models), 4.4), squeeze=False, sharex="col")
+    for col, model in enumerate(models):
+        for key, run in results["curves"].items():
+            if key.rsplit(" seed ", 1)[0] != model:
+                continue
+            c = run["curve"]
+            line, = axes[0][col].plot(c["step"], c["val_f1"], lw=1)
+            axes[0][col].axvline(run["best_step"], color=line.get_color(), lw=0.5, ls=":")
+            axes[1][col].plot(c["step"], c["train_loss"], lw=1, color=line.get_color())
+        axes[0][col].set_title(model, fontsize=8)
+        axes[1][col].set_yscale("log")
+        axes[1][col].set_xlabel("step", fontsize=7)
+        for ax in axes[:, col]:
+            ax.tick_params(labelsize=6)
+    axes[0][0].set_ylabel("validation F1", fontsize=7)
+    axes[1][0].set_ylabel("training loss", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def _pyplot():
@@ -153,7 +220,7 @@ def write_protein(results: dict, out: Path) -> None:
         f"{len(results['chains'])} chains (MDAnalysisTests' DSSP set), {len(results['folds'])}-fold cross-validation "
         "over chains; input: the chain's Cα distances from coordinates with Gaussian noise "
         f"(σ = {results['config']['noise_angstrom']} Å) and {100 * results['config']['hidden']:.0f} % of the "
-        "entries hidden independently in each half; target: Cβ-Cβ < 8 Å. Precision of the top L/k pairs by "
+        "pairs hidden (the same in both halves); target: Cβ-Cβ < 8 Å; recipe chosen on tuning chains in no fold. Precision of the top L/k pairs by "
         "separation range (short 6-11, medium 12-23, long ≥ 24), mean over chains, then mean ± standard "
         "deviation over the folds.",
         "",
@@ -162,6 +229,6 @@ def write_protein(results: dict, out: Path) -> None:
     ]
     for e in results["results"]:
         lines.append(f"| {e['name']} | " + " | ".join(_pm(e, k) for k in keys) + f" | {_pm(e, 'asymmetry')} |")
-    pw = results["pos_weight_validation"]
-    lines += ["", f"pos_weight chosen on the first fold's validation chains: {pw['chosen']:g}."]
+    lines += _differences_lines(results) + _recipe_lines(results)
     (out / "study_protein.md").write_text("\n".join(lines) + "\n")
+    _plot_curves(results, out / "study_protein_curves.png")

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from .losses import training_loss
+from .losses import Recipe, training_loss
 from .model import PairNet
 
 
@@ -26,7 +26,7 @@ def _interleaved_medians(fns: dict, repeats: int) -> dict:
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def loss_cost(batch, features: int, *, trains: str = "average_l1", min_separation: int = 0,
+def loss_cost(batch, features: int, *, trains: str = "none_l1", recipe: Recipe = Recipe(), min_separation: int = 0,
               repeats: int = 10) -> dict:
     """Median seconds of a whole training step (forward, loss, backward, Adam) and of the loss
     alone (forward and backward from given logits), fused and reference, interleaved."""
@@ -37,7 +37,7 @@ def loss_cost(batch, features: int, *, trains: str = "average_l1", min_separatio
     out = {"batch": list(feats.shape), "loss": trains, "repeats": repeats}
     fns = {}
     for name, fused in (("fused", True), ("reference", False)):
-        loss_fn = training_loss(trains, min_separation=min_separation, fused=fused)
+        loss_fn = training_loss(trains, recipe, min_separation=min_separation, fused=fused)
 
         def step(loss_fn=loss_fn):
             loss = loss_fn(model(feats), target, lengths)
