@@ -161,16 +161,23 @@ def measure(fn, inputs, timer, repeats, device):
                                                                                         dtype=out.dtype))
         out.backward(g)
 
+    def clear_grads():
+        # Outside the timer: a training step starts from x.grad = None (zero_grad(set_to_none=True)),
+        # so no provider should pay for accumulating into the previous step's gradient.
+        for x, _ in inputs:
+            x.grad = None
+
     for i in range(3):  # warm-up
         backward_of(fwd(i))
+        clear_grads()
     f, b, fb = [], [], []
     for i in range(repeats):
         holder = {}
         f.append(timer.time(lambda: holder.setdefault("out", fwd(i))))
         b.append(timer.time(lambda: backward_of(holder["out"])))
+        clear_grads()
         fb.append(timer.time(lambda: backward_of(fwd(i + 1))))
-    for x, _ in inputs:
-        x.grad = None
+        clear_grads()
     return {"forward": summary(f), "backward": summary(b), "forward+backward": summary(fb)}
 
 
