@@ -248,6 +248,15 @@ def run_case(args, device, timer, B, L, mode, dtype, target_dtype, bandwidth, pr
 
 # ---------------------------------------------------------------- output
 
+def threads_per_core() -> int | None:
+    """Hardware threads a core (2 with SMT): two torch threads on one core share its vector units."""
+    try:
+        info = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
+        return int(info["siblings\t"].strip()) // int(info["cpu cores\t"].strip())
+    except (OSError, KeyError, ValueError, ZeroDivisionError):
+        return None
+
+
 def device_name(device):
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -394,6 +403,7 @@ def main(argv=None):
     meta = {
         "device": device.type, "device_name": name, "torch": torch.__version__, "symfocal": symfocal.__version__,
         "cpu_isa": _ops.build_info().get("cpu_isa"), "threads": torch.get_num_threads(),
+        "threads_per_core": threads_per_core(),
         "copy_GBps": bandwidth / 1e9, "repeats": args.repeats, "python": platform.python_version(),
         "machine": platform.platform(), "cpu_count": os.cpu_count(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

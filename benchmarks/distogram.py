@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import symfocal  # noqa: E402
-from bench import Timer, copy_bandwidth, device_name, slug, summary  # noqa: E402
+from bench import Timer, copy_bandwidth, device_name, slug, summary, threads_per_core  # noqa: E402
 from symfocal import _ops  # noqa: E402
 
 CPU_CASES = [(1, 256, 64), (1, 384, 64), (4, 256, 37)]
@@ -197,6 +197,7 @@ def main(argv=None):
 def write(stem, name, device, rows, bandwidth, repeats, argv, start):
     meta = {"device": device.type, "device_name": name, "torch": torch.__version__, "symfocal": symfocal.__version__,
             "cpu_isa": _ops.build_info().get("cpu_isa"), "threads": torch.get_num_threads(),
+            "threads_per_core": threads_per_core(),
             "copy_GBps": bandwidth / 1e9, "repeats": repeats, "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python benchmarks/distogram.py " + " ".join(sys.argv[1:] if argv is None else argv),
