@@ -52,12 +52,17 @@ class Runs:
 
     def get(self, key: dict, compute) -> dict:
         path = self.folder / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
-        if path.exists():
+        try:
+            record = json.loads(path.read_text())
             self.reused += 1
-            return json.loads(path.read_text())
+            return record
+        except (OSError, ValueError):  # not run yet, or cut off while it was written
+            pass
         record = compute()
         self.folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"key": key, **record}) + "\n")
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps({"key": key, **record}) + "\n")
+        partial.replace(path)  # whole or not at all: a stopped study never reads half a record
         self.made += 1
         return record
 
