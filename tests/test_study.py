@@ -216,6 +216,17 @@ def test_early_stopping_keeps_the_best_step_and_stops_after_patience():
     assert info["curve"]["val_f1"] == [0.1, 0.3, 0.2, 0.25, 0.2] and len(info["curve"]["train_loss"]) == 5
 
 
+def test_early_stopping_waits_for_the_minimum_epochs():
+    samples = [rna.sample(m) for m in _maps(families=4, per=4)]
+    scores = iter([0.1, 0.1, 0.1, 0.1, 0.5, 0.4, 0.4, 0.4, 0.4])
+    budget = Budget(epochs=20, batch_size=4, evals_per_epoch=1, patience=2, min_epochs=6)
+    _, info = train(samples, losses.training_loss("none"), features=rna.FEATURES, budget=budget, seed=0,
+                    lr=1e-2, prior=0.01, validate=lambda model: (next(scores), 1.0))
+    # a plateau from the first measurement: patience alone would stop at step 12; not before epoch 6
+    assert info["curve"]["step"] == [4, 8, 12, 16, 20, 24, 28]
+    assert info["best_step"] == 20 and info["steps_run"] == 28
+
+
 def test_output_bias_starts_at_the_prior():
     from examples.study.model import PairNet
     net = PairNet(rna.FEATURES, prior=0.004)

@@ -32,8 +32,9 @@ from .train import Budget, collate
 ROOT = Path(__file__).resolve().parents[2]
 
 FULL = dict(seeds=5, per_family=10, train_per_family=5, ood_per_family=25, protein_chains=None, limit=None,
-            rna_budget=Budget(epochs=3, batch_size=8, evals_per_epoch=4, patience=4),
-            protein_budget=Budget(epochs=30, batch_size=4, evals_per_epoch=0.25, patience=4), grids=Grids())
+            rna_budget=Budget(epochs=4, batch_size=8, evals_per_epoch=4, patience=4, min_epochs=2),
+            protein_budget=Budget(epochs=30, batch_size=4, evals_per_epoch=0.25, patience=4, min_epochs=12),
+            grids=Grids())
 QUICK = dict(seeds=3, per_family=2, train_per_family=2, ood_per_family=2, protein_chains=24,
              limit={"train": 12, "validation": 4, "test": 4, "tuning": 4},
              rna_budget=Budget(epochs=1, batch_size=4, evals_per_epoch=2, patience=2),

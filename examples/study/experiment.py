@@ -86,8 +86,12 @@ def _fit(task: Task, trains: str, recipe: Recipe, train_on: list[Sample], stop_o
                  prior=task.prior, validate=validate, make_batch=task.make_batch, progress=progress)
 
 
+# Raised whenever what a run computes changes in a way its key does not show (training, scoring).
+RECORD_VERSION = 2
+
+
 def _key(task: Task, phase: str, trains: str, recipe: Recipe, seed: int) -> dict:
-    return {"task": task.name, "phase": phase, "trains": trains, "seed": seed, "recipe": recipe.key(trains),
+    return {"version": RECORD_VERSION, "task": task.name, "phase": phase, "trains": trains, "seed": seed, "recipe": recipe.key(trains),
             "budget": asdict(task.budget), "sizes": [len(s.train) for s in task.seeds]}
 
 

@@ -31,12 +31,17 @@ class Sample:
 class Budget:
     """The budget rule every loss trains under: at most `epochs` passes over the training
     samples in batches of `batch_size`, the validation F1 measured `evals_per_epoch` times an
-    epoch, stopped after `patience` measurements without a better one; the best step's weights
-    are kept."""
+    epoch, stopped after `patience` measurements without a better one, but never before
+    `min_epochs` (a run on the base-rate plateau gets that long to leave it, whatever its loss);
+    the best step's weights are kept."""
     epochs: float
     batch_size: int
     evals_per_epoch: int = 2
     patience: int = 3
+    min_epochs: float = 0
+
+    def min_steps(self, samples: int) -> int:
+        return math.ceil(self.min_epochs * samples / self.batch_size)
 
     def steps(self, samples: int) -> int:
         return max(1, math.ceil(self.epochs * samples / self.batch_size))
@@ -117,7 +122,7 @@ def train(samples: list[Sample], loss_fn, *, features: int, budget: Budget, seed
                 best, since_best = (f1, step, copy.deepcopy(model.state_dict())), 0
             else:
                 since_best += 1
-                if since_best >= budget.patience:
+                if since_best >= budget.patience and step >= budget.min_steps(len(samples)):
                     break
     if not curve["step"] or curve["step"][-1] != step:  # the last steps are measured too
         f1, spread = validate(model)
