@@ -1,5 +1,6 @@
 // The bodies of the two ops, shared by the devices. A Backend provides
 //   Guard                  a type constructed from the device (makes it current)
+//   static int64_t work_items(const Problem&);  rows of partial sums its forward writes
 //   static int64_t scratch_rows(const Problem&, int64_t items);  rows of partials after the items'
 //   static void forward(const Problem&, void* loss_map, double* partials,
 //                       int64_t items, double* stats, void* loss_scalar);
@@ -62,7 +63,7 @@ std::tuple<at::Tensor, at::Tensor> forward_op(const at::Tensor& logits, const at
   typename Backend::Guard guard(logits.device());
   PreparedCall call = prepare(logits, target, lengths, mask, weight, params, normalizer, channel_alpha,
                                channel_pos_weight);
-  const int64_t items = num_work_items(call.pb);
+  const int64_t items = Backend::work_items(call.pb);
   ForwardOutputs out(logits, call.pb, items, Backend::scratch_rows(call.pb, items));
   Backend::forward(call.pb, out.loss_map.defined() ? out.loss_map.data_ptr() : nullptr,
                    out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),

@@ -13,6 +13,8 @@ struct CpuBackend {
     explicit Guard(const c10::Device&) {}
   };
 
+  static int64_t work_items(const Problem& pb) { return cpu::work_items(pb); }
+
   // Normalize sample: one row of sums a sample.
   static int64_t scratch_rows(const Problem& pb, int64_t) {
     return pb.params.normalize == Normalize::kSample ? pb.batch : 0;
@@ -52,7 +54,7 @@ struct CpuBackend {
   }
 
   static void backward(const Problem& pb, const GradSource& src, void* grad) {
-    if (num_work_items(pb) > 0) cpu::backward(pb, src, grad);
+    if (cpu::work_items(pb) > 0) cpu::backward(pb, src, grad);
   }
 };
 
@@ -85,7 +87,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tenso
                     "symfocal: forward_train serves reductions 'mean' and 'sum' without a symmetry penalty");
   PreparedCall call =
       prepare(logits, target, lengths, mask, weight, params, normalizer, channel_alpha, channel_pos_weight);
-  const int64_t items = num_work_items(call.pb);
+  const int64_t items = CpuBackend::work_items(call.pb);
   ForwardOutputs out(logits, call.pb, items, CpuBackend::scratch_rows(call.pb, items));
   at::Tensor grad_unit = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
   if (items > 0) cpu::forward(call.pb, nullptr, out.partials.data_ptr<double>(), grad_unit.data_ptr());

@@ -4,12 +4,28 @@
 #pragma once
 
 #include "softmax/types.h"
+#include "engine/tiles.h"
 #include "engine/types.h"
 
 namespace symfocal {
 namespace cpu {
 
-// Per-tile-pair partial sums into partials[item * kNumPartials + stat] and,
+// Modes none and upper without a symmetry penalty read no cell's mirror: the CPU streams them row by
+// row (sigmoid/cpu/stream_impl.h), kStreamRows rows of one sample a work item; everything else goes
+// by tile pairs (engine/tiles.h). Either way the items depend on the shape alone.
+constexpr int kStreamRows = 8;
+inline bool streams(const Problem& pb) {
+  return (pb.params.mode == Mode::kNone || pb.params.mode == Mode::kUpper) && pb.params.symmetry_weight == 0.0;
+}
+inline int64_t stream_row_blocks(int64_t L) { return (L + kStreamRows - 1) / kStreamRows; }
+
+// How many partial-sum rows forward writes: one a work item, a sample's items consecutive.
+inline int64_t work_items(const Problem& pb) {
+  if (pb.L == 0) return 0;
+  return pb.batch * (streams(pb) ? stream_row_blocks(pb.L) : tile_pairs_per_sample(num_tiles(pb.L)));
+}
+
+// Per-work-item partial sums into partials[item * kNumPartials + stat] and,
 // when loss_map is not null, the per-cell loss map; when grad_unit is not
 // null, the gradient of the unnormalized focal sum (all in [batch, L, L],
 // contiguous, the logits dtype). At most one of the two is not null.

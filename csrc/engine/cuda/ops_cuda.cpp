@@ -32,6 +32,8 @@ void check_launch(cudaError_t err) {
 struct CudaBackend {
   using Guard = c10::cuda::CUDAGuard;
 
+  static int64_t work_items(const Problem& pb) { return num_work_items(pb); }
+
   static int64_t scratch_rows(const Problem& pb, int64_t items) { return cuda::finalize_scratch_rows(pb, items); }
 
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,

@@ -1,7 +1,8 @@
 // The CPU kernels, compiled once per instruction set (kernels_<isa>.cpp set
 // CPU_CAPABILITY and the target first; dispatch.cpp picks one at run time).
 //
-// One work item is a tile pair: tile (I, J), I <= J, and its mirror (J, I).
+// Modes none and upper without a penalty stream row by row (stream_impl.h). Everything else:
+// one work item is a tile pair: tile (I, J), I <= J, and its mirror (J, I).
 // Both are gathered into small buffers in the accumulation type, the mirror
 // transposed, so that x_ij and x_ji sit at the same index; the math of
 // sigmoid/math.h then runs on SIMD vectors over the whole tile. A diagonal
@@ -282,6 +283,16 @@ void scatter(TileBuf<acc_t>& t, const Geometry& g, int64_t L, out_t* out) {
 // loss map, or the per-cell gradient (of the weighted loss).
 enum class Store { kNothing, kLossMap, kGrad };
 
+}  // namespace CPU_CAPABILITY
+}  // namespace cpu
+}  // namespace symfocal
+
+#include "sigmoid/cpu/stream_impl.h"
+
+namespace symfocal {
+namespace cpu {
+namespace CPU_CAPABILITY {
+
 // The math over one gathered tile pair: the tile's four sums into `sums`
 // (unless null), and per-cell results in xa / xb as `S` asks.
 template <Mode M, GammaKind G, Store S, typename acc_t>
@@ -368,7 +379,28 @@ struct Kernels {
     });
   }
 
+  // Modes none and upper without a penalty: row by row (stream_impl.h).
+  template <Store S>
+  static void stream_pass(const Problem& pb, StreamCall<acc_t>& call, double* partials) {
+    if constexpr (M == Mode::kNone || M == Mode::kUpper) {
+      call.per_cell = needs_per_cell(pb, call.scales);
+      stream<acc_t, M, G, S>(pb, call, partials);
+    }
+  }
+
   static void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit) {
+    if (streams(pb)) {
+      StreamCall<acc_t> call;
+      call.out = loss_map != nullptr ? loss_map : grad_unit;
+      if (loss_map != nullptr) {
+        stream_pass<Store::kLossMap>(pb, call, partials);
+      } else if (grad_unit != nullptr) {
+        stream_pass<Store::kGrad>(pb, call, partials);
+      } else {
+        stream_pass<Store::kNothing>(pb, call, partials);
+      }
+      return;
+    }
     if (loss_map != nullptr) {
       forward_pass<Store::kLossMap>(pb, loss_map, partials);
     } else if (grad_unit != nullptr) {
@@ -401,6 +433,17 @@ struct Kernels {
     }
     // With normalize sample each sample's focal terms have their own scale.
     const bool per_sample = prm.reduction != Reduction::kNone && prm.normalize == Normalize::kSample;
+    if (streams(pb)) {
+      StreamCall<acc_t> call;
+      call.scales = scales;
+      call.out = grad;
+      if (per_sample) {
+        call.sample_scales = src.stats + kNumStats;
+        call.grad_value = grad_value;
+      }
+      stream_pass<Store::kGrad>(pb, call, nullptr);
+      return;
+    }
     at::parallel_for(0, items, 4, [&](int64_t begin, int64_t end) {
       TileBuf<acc_t> t;
       Scales<acc_t> scales_of_item = scales;
