@@ -120,9 +120,12 @@ def _scaled_grad_unit(ctx, grad_loss, scale_of):
     # becomes logits.grad as it is, with no new allocation of its size (whose fresh pages cost
     # more than the multiply itself). retain_graph (gradcheck, jacobians, a second backward)
     # will read the buffer again.
-    grad = grad_unit if _graph_is_released() else torch.empty_like(grad_unit)
+    released = _graph_is_released()
     factors = scale.reshape(-1)
     n = factors.numel()
+    if n == 1 and factors[0].item() == 1.0:  # the buffer is the gradient already (loss.backward() of a sum,
+        return (grad_unit if released else grad_unit.clone(),) + none  # or a mean the forward pre-scaled)
+    grad = grad_unit if released else torch.empty_like(grad_unit)
     rows, out = (grad_unit.view(n, grad_unit.numel() // n), grad.view(n, grad.numel() // n)) if n else ((), ())
     for k in range(n):
         # A 0-dim factor takes ATen's scalar path; a broadcast [B, 1, 1, 1] one of another dtype

@@ -68,6 +68,22 @@ SYMFOCAL_HOST_DEVICE bool admits(int64_t i, int64_t j, int64_t len, int64_t min_
   return i < len && j < len && sep >= min_sep;
 }
 
+// How many cells of an n x n map lengths, separation (|i - j| >= k) and the triangle admit:
+// SPEC's N of one sample where no mask or ignore_index decides.
+SYMFOCAL_HOST_DEVICE double admitted_cells(int64_t n, int64_t k, Mode mode) {
+  if (n <= 0) return 0.0;
+  const int64_t sep = k > 0 ? k : 0;
+  if (mode == Mode::kUpper) {  // j - i >= sep: n - sep cells on the first diagonal counted, n - sep - 1 ...
+    const int64_t m = n - sep;
+    return m > 0 ? static_cast<double>(m) * static_cast<double>(m + 1) / 2.0 : 0.0;
+  }
+  if (sep == 0) return static_cast<double>(n) * static_cast<double>(n);
+  const int64_t q = (sep < n ? sep : n) - 1;  // off-diagonals 1 .. q are too close
+  const double band = static_cast<double>(n) + 2.0 * (static_cast<double>(q) * static_cast<double>(n) -
+                                                       static_cast<double>(q) * static_cast<double>(q + 1) / 2.0);
+  return static_cast<double>(n) * static_cast<double>(n) - band;
+}
+
 // Mode "upper" counts only j >= i.
 SYMFOCAL_HOST_DEVICE bool in_triangle(Mode mode, int64_t i, int64_t j) {
   return mode != Mode::kUpper || j >= i;

@@ -70,10 +70,30 @@ std::tuple<at::Tensor, at::Tensor> forward_cpu(const at::Tensor& logits, const a
                                 SYMFOCAL_OPTION_ARGS);
 }
 
+// d loss / d (focal sum) where the data do not decide it: a sum, a given normalizer, or a mean over
+// the cells that lengths, separation and the triangle admit (no mask, no ignore_index). The training
+// forward then writes the gradient already scaled, and backward has nothing left to do for an
+// incoming gradient of 1 (the loss itself, as `loss.backward()` gives it). As focal_scale_of.
+std::optional<double> focal_scale_up_front(const Problem& pb) {
+  const Params& p = pb.params;
+  if (p.normalize == Normalize::kSample) return std::nullopt;  // one scale a sample
+  if (p.reduction != Reduction::kMean) return 1.0;
+  double divisor = 0.0;
+  if (pb.normalizer != nullptr) {
+    divisor = *pb.normalizer;
+  } else if (p.normalize == Normalize::kCells && !pb.has_mask && !p.has_ignore_index) {
+    for (int64_t b = 0; b < pb.batch; ++b) divisor += admitted_cells(sample_length(pb, b), p.min_separation, p.mode);
+  } else {
+    return std::nullopt;
+  }
+  return divisor > 0.0 ? 1.0 / divisor : 0.0;
+}
+
 // The CPU's training forward: the math of the gradient shares the exp and log
 // of the loss, so the forward pass also writes the gradient of the unnormalized
 // focal sum; backward then only scales it (symfocal/_ops.py). On the CPU this
-// halves the work of forward+backward; the saved buffer replaces the inputs.
+// halves the work of forward+backward; the saved buffer replaces the inputs. Its stats'
+// scales are what grad_unit still needs (1 where focal_scale_up_front applied it).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tensor& logits, const at::Tensor& target,
                                                                  const std::optional<at::Tensor>& lengths,
                                                                  const std::optional<at::Tensor>& mask,
@@ -90,9 +110,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tenso
   const int64_t items = CpuBackend::work_items(call.pb);
   ForwardOutputs out(logits, call.pb, items, CpuBackend::scratch_rows(call.pb, items));
   at::Tensor grad_unit = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
-  if (items > 0) cpu::forward(call.pb, nullptr, out.partials.data_ptr<double>(), grad_unit.data_ptr());
+  const std::optional<double> scale = focal_scale_up_front(call.pb);
+  if (items > 0) cpu::forward(call.pb, nullptr, out.partials.data_ptr<double>(), grad_unit.data_ptr(), scale.value_or(1.0));
   CpuBackend::finalize(call.pb, out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),
                        out.loss_scalar.data_ptr());
+  // What grad_unit still needs (symfocal/_sigmoid_ops.py reads it): nothing when it is scaled already.
+  if (scale.has_value()) out.stats.data_ptr<double>()[kFocalScale] = 1.0;
   if (items == 0) grad_unit.zero_();
   return {out.loss(), out.stats, grad_unit};
 }

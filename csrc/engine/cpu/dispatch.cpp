@@ -33,15 +33,15 @@ Isa pick() {
 }
 }  // namespace
 
-void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit) {
+void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit, double grad_scale) {
   switch (pick()) {
 #if defined(SYMFOCAL_CPU_AVX512)
-    case Isa::kAvx512: return AVX512::forward(pb, loss_map, partials, grad_unit);
+    case Isa::kAvx512: return AVX512::forward(pb, loss_map, partials, grad_unit, grad_scale);
 #endif
 #if defined(SYMFOCAL_CPU_AVX2)
-    case Isa::kAvx2: return AVX2::forward(pb, loss_map, partials, grad_unit);
+    case Isa::kAvx2: return AVX2::forward(pb, loss_map, partials, grad_unit, grad_scale);
 #endif
-    default: return DEFAULT::forward(pb, loss_map, partials, grad_unit);
+    default: return DEFAULT::forward(pb, loss_map, partials, grad_unit, grad_scale);
   }
 }
 

@@ -27,9 +27,9 @@ inline int64_t work_items(const Problem& pb) {
 
 // Per-work-item partial sums into partials[item * kNumPartials + stat] and,
 // when loss_map is not null, the per-cell loss map; when grad_unit is not
-// null, the gradient of the unnormalized focal sum (all in [batch, L, L],
+// null, the gradient of the unnormalized focal sum times grad_scale (all in [batch, L, L],
 // contiguous, the logits dtype). At most one of the two is not null.
-void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit);
+void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit, double grad_scale = 1.0);
 
 // grad_logits ([batch, L, L], contiguous, the logits dtype) in one pass.
 void backward(const Problem& pb, const GradSource& src, void* grad);
@@ -49,7 +49,7 @@ const char* isa_in_use();
 
 #define SYMFOCAL_DECLARE_CPU_KERNELS(ISA)                                  \
   namespace ISA {                                                          \
-  void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit); \
+  void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit, double grad_scale); \
   void backward(const Problem& pb, const GradSource& src, void* grad);     \
   void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit); \
   void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad); \

@@ -295,15 +295,17 @@ namespace CPU_CAPABILITY {
 
 // The math over one gathered tile pair: the tile's four sums into `sums`
 // (unless null), and per-cell results in xa / xb as `S` asks.
+// Stored gradients are times grad_scale (the sums are not).
 template <Mode M, GammaKind G, Store S, typename acc_t>
-void tile_math(TileBuf<acc_t>& t, const TileWeights<acc_t>& w, const Params& prm, double* sums) {
+void tile_math(TileBuf<acc_t>& t, const TileWeights<acc_t>& w, const Params& prm, double* sums,
+               acc_t grad_scale = 1) {
   using Vec = Vectorized<acc_t>;
   constexpr int W = Vec::size();
   const FocalCoefs<Vec> k(prm);
   const bool with_penalty = prm.symmetry_weight > 0.0;
   const Vec delta(static_cast<acc_t>(prm.huber_delta));
   const Vec half_lambda(static_cast<acc_t>(0.5 * prm.symmetry_weight));
-  const Vec w_focal(w.focal), w_penalty(w.penalty);
+  const Vec w_focal(w.focal), w_penalty(w.penalty), g_scale(grad_scale);
   Vec s_focal(0), s_cells(0), s_pen(0), s_pairs(0), s_target(0);
   for (int o = 0; o < TT; o += W) {
     const Vec xa = Vec::loadu(t.xa + o), xb = Vec::loadu(t.xb + o);
@@ -326,8 +328,8 @@ void tile_math(TileBuf<acc_t>& t, const TileWeights<acc_t>& w, const Params& prm
       drho = weighted(wp, drho);
     }
     if (S == Store::kGrad) {
-      (ga + drho).store(t.xa + o);
-      (gb - drho).store(t.xb + o);
+      ((ga + drho) * g_scale).store(t.xa + o);
+      ((gb - drho) * g_scale).store(t.xb + o);
     } else if (S == Store::kLossMap) {
       (la + half_lambda * rho).store(t.xa + o);
       (lb + half_lambda * rho).store(t.xb + o);
@@ -356,7 +358,7 @@ struct Kernels {
   // cell_out: null, the loss map (reduction none) or, for forward_train, the
   // gradient of the unnormalized sum (weights 1), both [batch, L, L].
   template <Store S>
-  static void forward_pass(const Problem& pb, void* cell_out, double* partials) {
+  static void forward_pass(const Problem& pb, void* cell_out, double* partials, acc_t grad_scale = 1) {
     const int64_t items = pb.batch * tile_pairs_per_sample(num_tiles(pb.L));
     at::parallel_for(0, items, 4, [&](int64_t begin, int64_t end) {
       TileBuf<acc_t> t;
@@ -367,7 +369,7 @@ struct Kernels {
         const TileWeights<acc_t> weights{build_weights(pb, g, unit, t), unit.focal, unit.penalty, pb.has_weight};
         gather_inputs(pb, g, t);
         double sums[kNumPartials];
-        tile_math<M, G, S>(t, weights, params_of_sample(pb, g.b), sums);
+        tile_math<M, G, S>(t, weights, params_of_sample(pb, g.b), sums, grad_scale);
         const double half = g.diagonal ? 0.5 : 1.0;  // a diagonal tile sees each pair twice
         for (int s = 0; s < kNumPartials; ++s) partials[item * kNumPartials + s] = half * sums[s];
         if (S != Store::kNothing) {
@@ -388,10 +390,11 @@ struct Kernels {
     }
   }
 
-  static void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit) {
+  static void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit, double grad_scale) {
     if (streams(pb)) {
       StreamCall<acc_t> call;
       call.out = loss_map != nullptr ? loss_map : grad_unit;
+      call.grad_store_scale = static_cast<acc_t>(grad_scale);
       if (loss_map != nullptr) {
         stream_pass<Store::kLossMap>(pb, call, partials);
       } else if (grad_unit != nullptr) {
@@ -404,7 +407,7 @@ struct Kernels {
     if (loss_map != nullptr) {
       forward_pass<Store::kLossMap>(pb, loss_map, partials);
     } else if (grad_unit != nullptr) {
-      forward_pass<Store::kGrad>(pb, grad_unit, partials);
+      forward_pass<Store::kGrad>(pb, grad_unit, partials, static_cast<acc_t>(grad_scale));
     } else {
       forward_pass<Store::kNothing>(pb, nullptr, partials);
     }
@@ -496,8 +499,8 @@ void dispatch(const Problem& pb, F&& call) {
   }
 }
 
-void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit) {
-  dispatch<Kernels>(pb, [&](auto k) { decltype(k)::forward(pb, loss_map, partials, grad_unit); });
+void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit, double grad_scale) {
+  dispatch<Kernels>(pb, [&](auto k) { decltype(k)::forward(pb, loss_map, partials, grad_unit, grad_scale); });
 }
 
 void backward(const Problem& pb, const GradSource& src, void* grad) {

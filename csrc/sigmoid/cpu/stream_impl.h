@@ -95,6 +95,7 @@ struct StreamCall {
   Scales<acc_t> scales;
   const double* sample_scales = nullptr;  // normalize sample in backward: each sample's focal scale
   double grad_value = 1.0;                // times the incoming gradient
+  acc_t grad_store_scale = 1;             // a stored gradient times this (the sums are not)
   void* out = nullptr;                    // [batch, L, L] contiguous in the logits dtype, or null
   bool per_cell = false;                  // a mask, ignore_index, weight map or gradient map
 };
@@ -148,7 +149,7 @@ void stream_chunk(const Problem& pb, const StreamCall<acc_t>& call, const FocalC
   }
   acc_t* out = nullptr;
   if constexpr (S != Store::kNothing) out = out_row != nullptr ? out_row + j0 : buf.out;
-  const Vec uniform(scale);
+  const Vec uniform(scale), grad_scale(call.grad_store_scale);
   Vec s_focal(0), s_cells(0), s_target(0);
   for (int o = 0; o < n; o += W) {
     const int cnt = std::min(W, n - o);
@@ -168,7 +169,7 @@ void stream_chunk(const Problem& pb, const StreamCall<acc_t>& call, const FocalC
       focal_term<G>(xv, tv, k, l, d);
     }
     l = weighted(wt, l);
-    if constexpr (S == Store::kGrad) weighted(wt, d).store(out + o, cnt);
+    if constexpr (S == Store::kGrad) (weighted(wt, d) * grad_scale).store(out + o, cnt);
     if constexpr (S == Store::kLossMap) l.store(out + o, cnt);
     s_focal = s_focal + l;
     s_cells = s_cells + wc;
