@@ -109,6 +109,37 @@ def copy_bandwidth(device, nbytes, timer, repeats):
     return 2 * n * 4 / statistics.median(times)
 
 
+def transcendental_rate(device, timer, repeats):
+    """exp evaluations per second of torch.exp on a cache-resident buffer (SIMD, all threads): what the
+    floor below charges for each exp or log a case must evaluate."""
+    n, inner = 1 << 16, 32
+    src = -10 * torch.rand(n, device=device)
+    dst = torch.empty_like(src)
+
+    def many():
+        for _ in range(inner):
+            torch.exp(src, out=dst)
+
+    many()
+    return n * inner / statistics.median([timer.time(many) for _ in range(repeats)])
+
+
+# The exps and logs a cell of each mode needs (gamma 2: none beyond the softplus's exp and log1p):
+# average one pair of them for the two cells of s = (x_ij + x_ji) / 2, pair and none one pair a cell,
+# upper one pair a counted cell (half the map). Computed once for forward and backward (the CPU's
+# training forward shares them).
+EVALUATIONS_PER_CELL = {"average": 1.0, "pair": 2.0, "none": 2.0, "upper": 1.0}
+
+
+def floor_ms(mode, cells, logit_bytes, target_bytes, bandwidth, rate):
+    """The least a case can take on this machine, per phase: its unavoidable bytes (read logits and
+    targets, write the gradient) at the copy bandwidth, or its transcendentals at torch.exp's rate."""
+    evaluations = EVALUATIONS_PER_CELL.get(mode, 2.0) * cells
+    needed = {"forward": logit_bytes + target_bytes, "backward": logit_bytes,
+              "forward+backward": 2 * logit_bytes + target_bytes}
+    return {phase: 1e3 * max(b / bandwidth, evaluations / rate) for phase, b in needed.items()}
+
+
 # ---------------------------------------------------------------- providers
 
 def make_providers(names, mode, reduction, target_dtype):
@@ -200,7 +231,7 @@ def _fwd_bwd(fn, x, y):
 
 # ---------------------------------------------------------------- one case
 
-def run_case(args, device, timer, B, L, mode, dtype, target_dtype, bandwidth, provider_names):
+def run_case(args, device, timer, B, L, mode, dtype, target_dtype, bandwidth, rate, provider_names):
     sets = 2 if device.type == "cpu" else 3
     inputs = []
     for _ in range(sets):
@@ -213,9 +244,10 @@ def run_case(args, device, timer, B, L, mode, dtype, target_dtype, bandwidth, pr
     target_bytes = B * L * L * inputs[0][1].element_size()
     nbytes = {"forward": logit_bytes + target_bytes, "backward": 2 * logit_bytes + target_bytes,
               "forward+backward": 3 * logit_bytes + 2 * target_bytes}
+    floor = floor_ms(mode, B * L * L, logit_bytes, target_bytes, bandwidth, rate)
     result = {"B": B, "L": L, "mode": mode, "logits_dtype": str(dtype).replace("torch.", ""),
               "target_dtype": str(target_dtype).replace("torch.", ""), "reduction": args.reduction,
-              "bytes": nbytes, "providers": {}}
+              "bytes": nbytes, "floor_ms": floor, "providers": {}}
     for name, fn in providers.items():
         entry = {}
         if name == "compiled":
@@ -230,6 +262,7 @@ def run_case(args, device, timer, B, L, mode, dtype, target_dtype, bandwidth, pr
                 bps = nbytes[phase] / (stats["median_ms"] / 1e3)
                 stats["GBps"] = bps / 1e9
                 stats["roofline_fraction"] = bps / bandwidth
+                stats["floor_fraction"] = floor[phase] / stats["median_ms"]
         # (torch.compile keeps its saved tensors out of reach of the hooks: not reported.)
         entry["saved_for_backward_MB"] = (None if name == "compiled"
                                           else saved_for_backward_bytes(fn, *inputs[0]) / 2**20)
@@ -279,7 +312,7 @@ def _mb(value):
 
 def table(results, *, header=True):
     head = (f"{'mode':8} {'logits':9} {'B':>3} {'L':>5} {'provider':12} {'fwd ms':>9} {'bwd ms':>9} "
-            f"{'fwd+bwd ms':>11} {'p20-p80':>15} {'roofline':>8} {'saved MB':>9} {'fused is':>10}")
+            f"{'fwd+bwd ms':>11} {'p20-p80':>15} {'roofline':>8} {'floor':>6} {'saved MB':>9} {'fused is':>10}")
     lines = [head, "-" * len(head)] if header else []
     for r in results:
         for name, e in r["providers"].items():
@@ -288,7 +321,7 @@ def table(results, *, header=True):
             lines.append(
                 f"{r['mode']:8} {r['logits_dtype']:9} {r['B']:>3} {r['L']:>5} {name:12} "
                 f"{e['forward']['median_ms']:9.2f} {e['backward']['median_ms']:9.2f} {fb['median_ms']:11.2f} "
-                f"{fb['p20_ms']:7.2f}-{fb['p80_ms']:<7.2f} {fb['roofline_fraction']:8.1%} "
+                f"{fb['p20_ms']:7.2f}-{fb['p80_ms']:<7.2f} {fb['roofline_fraction']:8.1%} {fb['floor_fraction']:6.1%} "
                 f"{_mb(e['saved_for_backward_MB']):>9} {('%.2fx' % speed) if speed else '':>10}")
     return "\n".join(lines)
 
@@ -298,11 +331,15 @@ def markdown(meta, results):
            f"- date: {meta['date']}; torch {meta['torch']}; symfocal {meta['symfocal']} "
            f"(CPU kernels: {meta['cpu_isa']}); threads: {meta['threads']}",
            f"- command: `{meta['command']}`",
-           f"- memory bandwidth (copy, read+write): {meta['copy_GBps']:.1f} GB/s",
+           f"- memory bandwidth (copy, read+write): {meta['copy_GBps']:.1f} GB/s; torch.exp "
+           f"{meta['exp_per_s'] / 1e9:.2f} G/s; threads per core: {meta['threads_per_core']}",
+           "- floor: the fraction of this machine's floor a provider reaches in forward+backward: the larger of "
+           "its unavoidable bytes (logits and targets read, gradient written) at the copy bandwidth and its "
+           "exps and logs at torch.exp's rate",
            f"- times: medians of {meta['repeats']} runs, milliseconds; speedup = provider time / fused time", "",
-           "| mode | logits | target | B | L | provider | fwd | bwd | fwd+bwd (p20-p80) | roofline | saved for bwd MB "
-           "| fused speedup fwd / fwd+bwd |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| mode | logits | target | B | L | provider | fwd | bwd | fwd+bwd (p20-p80) | roofline | floor "
+           "| saved for bwd MB | fused speedup fwd / fwd+bwd |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for name, e in r["providers"].items():
             fb = e["forward+backward"]
@@ -311,7 +348,8 @@ def markdown(meta, results):
             out.append(f"| {r['mode']} | {r['logits_dtype']} | {r['target_dtype']} | {r['B']} | {r['L']} | {name} | "
                        f"{e['forward']['median_ms']:.2f} | {e['backward']['median_ms']:.2f} | "
                        f"{fb['median_ms']:.2f} ({fb['p20_ms']:.2f}-{fb['p80_ms']:.2f}) | "
-                       f"{fb['roofline_fraction']:.1%} | {_mb(e['saved_for_backward_MB'])} | {sp_txt} |")
+                       f"{fb['roofline_fraction']:.1%} | {fb['floor_fraction']:.1%} | "
+                       f"{_mb(e['saved_for_backward_MB'])} | {sp_txt} |")
     compile_times = [(r["mode"], r["logits_dtype"], r["L"], r["providers"]["compiled"]["compile_s"])
                      for r in results if "compiled" in r["providers"]]
     if compile_times:
@@ -383,6 +421,7 @@ def main(argv=None):
     timer = Timer(device)
     # A copy well beyond the caches (a CPU's last-level cache holds tens of MB).
     bandwidth = copy_bandwidth(device, max(B * at_L * at_L * 4 * 4, 512 * 2**20), timer, 10)
+    rate = transcendental_rate(device, timer, 10)
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
@@ -393,7 +432,7 @@ def main(argv=None):
     progress = tqdm(cases, desc="benchmark", unit="case")
     write = getattr(progress, "write", print)
     for L, mode, dt, sweep in progress:
-        r = run_case(args, device, timer, B, L, mode, dt, target_dtype, bandwidth, providers)
+        r = run_case(args, device, timer, B, L, mode, dt, target_dtype, bandwidth, rate, providers)
         r["sweep"] = sweep
         results.append(r)
         # Each case's rows as soon as they are measured; the whole table again at the end.
@@ -404,15 +443,16 @@ def main(argv=None):
         "device": device.type, "device_name": name, "torch": torch.__version__, "symfocal": symfocal.__version__,
         "cpu_isa": _ops.build_info().get("cpu_isa"), "threads": torch.get_num_threads(),
         "threads_per_core": threads_per_core(),
-        "copy_GBps": bandwidth / 1e9, "repeats": args.repeats, "python": platform.python_version(),
+        "copy_GBps": bandwidth / 1e9, "exp_per_s": rate, "repeats": args.repeats, "python": platform.python_version(),
         "machine": platform.platform(), "cpu_count": os.cpu_count(),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python benchmarks/bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "wall_s": time.perf_counter() - t_start,
     }
     print()
-    print(f"{name} ({device.type}), torch {torch.__version__}, {meta['threads']} threads, "
-          f"copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+    print(f"{name} ({device.type}), torch {torch.__version__}, {meta['threads']} threads "
+          f"({meta['threads_per_core']} a core), kernels {meta['cpu_isa']}, copy bandwidth {bandwidth / 1e9:.1f} GB/s, "
+          f"torch.exp {rate / 1e9:.2f} G/s")
     print(table(results))
 
     out = Path(args.out)

@@ -102,6 +102,8 @@ struct EmulatedBackend {
     explicit Guard(const c10::Device&) {}
   };
 
+  static int64_t work_items(const Problem& pb) { return num_work_items(pb); }
+
   static int64_t scratch_rows(const Problem& pb, int64_t items) { return cuda::finalize_scratch_rows(pb, items); }
 
   static void forward(const Problem& pb, void* loss_map, double* partials, int64_t items, double* stats,
