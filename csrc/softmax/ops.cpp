@@ -1,11 +1,9 @@
 // The softmax focal loss's op schemas and their CPU implementation.
 #include <torch/library.h>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 #include <cstdint>
 
+#include "engine/cpu/huge_pages.h"
 #include "engine/cpu/kernels.h"
 #include "softmax/math.h"
 #include "softmax/op_impl.h"
@@ -54,21 +52,6 @@ struct CpuSoftmaxBackend {
     if (num_work_items(pb.cells) > 0) cpu::softmax_backward(pb, src, grad);
   }
 };
-
-// A fresh gradient buffer of B·L²·C values is mostly page faults to write: 4 KiB
-// pages cost more than the loss itself at [1, 384, 384, 64] (measured: 20 ms of
-// 38 for first-touching 38 MB on this VM). Where transparent huge pages are
-// "madvise", asking for them on the buffer's 2 MiB-aligned interior makes that
-// a few dozen faults. Only a hint: elsewhere, or refused, nothing changes.
-void advise_huge_pages(const at::Tensor& t) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
-  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t end = begin + static_cast<uintptr_t>(t.nbytes());
-  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-#endif
-}
 
 std::tuple<at::Tensor, at::Tensor> softmax_forward_cpu(const at::Tensor& logits, const at::Tensor& target,
                                                        const std::optional<at::Tensor>& alpha,
