@@ -237,3 +237,24 @@ def test_softmax_normalizer_errors():
         symfocal.sym_softmax_focal_loss(x, t, normalizer=0.0)
     out = symfocal.sym_softmax_focal_loss(x, t, normalizer=torch.tensor(-1.0), validate=False)
     assert out.item() == 0.0
+
+
+@pytest.mark.parametrize("mode", ["none", "upper", "average"])
+def test_backward_op_with_normalize_sample_scales_each_sample(mode):
+    """The backward op (what torch.compile traces and the GPU runs; the CPU's eager training takes
+    forward_train) with normalize="sample": each sample's gradient by its own mean, against float64."""
+    from symfocal.sigmoid import op_arguments
+
+    x, t = random_inputs((3, 37, 37), target="bool")
+    lengths = torch.tensor([37, 20, 5])
+    kw = dict(mode=mode, alpha=0.25, gamma=2.0, pos_weight=1.0, label_smoothing=0.0, min_separation=2,
+              symmetry_weight=0.0, symmetry_penalty="l1", huber_delta=1.0, reduction="mean", normalize="sample")
+    args = op_arguments(x, t, lengths, None, **kw)
+    loss, stats = torch.ops.symfocal.forward(*args)
+    grad_in = torch.tensor(1.7)
+    grad = torch.ops.symfocal.backward(grad_in, x, *args[1:5], *args[6:8], stats, *args[8:])
+    xr = x.double().requires_grad_(True)
+    ref = reference.sym_focal_loss(xr, t, lengths=lengths, mode=mode, min_separation=2, normalize="sample")
+    (gr,) = torch.autograd.grad(ref, xr, torch.tensor(1.7, dtype=torch.float64))
+    torch.testing.assert_close(loss.double(), ref.detach(), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(grad.double(), gr, rtol=1e-4, atol=1e-8)

@@ -78,6 +78,14 @@ def test_binary_targets_out_of_range_enter_the_formula_as_given(binary, mode):
                                         gamma=2.0)
     torch.testing.assert_close(loss, ref_loss, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-9, atol=1e-10)
+    # float32 logits too: the CPU's hard-target formula serves bool targets only, never uint8 ones
+    x32 = x.float()
+    loss, grad = _loss_and_grad(binary, x32, uint8_t, validate=False, mode=mode, gamma=2.0)
+    ref_loss, ref_grad = _loss_and_grad(reference.sym_focal_loss, x32.double(), uint8_t.double(), validate=False,
+                                        mode=mode, gamma=2.0)
+    scale = ref_grad.abs().max()  # (1 - t) p - t (1 - p) at t = 255 cancels: float32's ulp of its terms
+    torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-5, atol=0)
+    torch.testing.assert_close(grad.double() / scale, ref_grad / scale, rtol=0, atol=1e-5)
     for bad in (0.0, -2.0):  # a focal term of 0, no gradient from it (the penalty's stays)
         loss, grad = _loss_and_grad(binary, x, t.clamp(0, 1), validate=False, mode=mode, normalizer=bad)
         assert loss == 0 and (grad == 0).all()
