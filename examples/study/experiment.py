@@ -40,6 +40,10 @@ class Task:
     make_batch: object = None               # (samples, step) -> batch; None: plain padding
     extra_scores: object = None             # (logits, samples, how) -> dict of further metrics
     one_partner: bool = False               # also score every entry with one partner per base
+    tuning_budget: Budget | None = None     # the recipe's grid runs (None: `budget`)
+
+    def budget_of(self, phase: str) -> Budget:
+        return self.tuning_budget if phase == "tuning" and self.tuning_budget is not None else self.budget
 
 
 @dataclass
@@ -71,8 +75,8 @@ def _logits(model, samples, task):
     return predict(model, samples, make_batch=task.make_batch)
 
 
-def _fit(task: Task, trains: str, recipe: Recipe, train_on: list[Sample], stop_on: list[Sample], seed: int,
-         progress=None):
+def _fit(task: Task, phase: str, trains: str, recipe: Recipe, train_on: list[Sample], stop_on: list[Sample],
+         seed: int, progress=None):
     how = stopping_rule(trains)
     pairs = [s.pairs for s in stop_on]
 
@@ -82,7 +86,8 @@ def _fit(task: Task, trains: str, recipe: Recipe, train_on: list[Sample], stop_o
         return validation_f1(logits, pairs, how, task.min_separation), spread
 
     loss = training_loss(trains, recipe, min_separation=task.min_separation)
-    return train(train_on, loss, features=task.features, budget=task.budget, seed=seed, lr=recipe.lr(trains),
+    return train(train_on, loss, features=task.features, budget=task.budget_of(phase), seed=seed,
+                 lr=recipe.lr(trains),
                  prior=task.prior, validate=validate, make_batch=task.make_batch, progress=progress)
 
 
@@ -92,7 +97,7 @@ RECORD_VERSION = 2
 
 def _key(task: Task, phase: str, trains: str, recipe: Recipe, seed: int) -> dict:
     return {"version": RECORD_VERSION, "task": task.name, "phase": phase, "trains": trains, "seed": seed, "recipe": recipe.key(trains),
-            "budget": asdict(task.budget), "sizes": [len(s.train) for s in task.seeds]}
+            "budget": asdict(task.budget_of(phase)), "sizes": [len(s.train) for s in task.seeds]}
 
 
 def tuning_run(task: Task, runs: Runs, trains: str, recipe: Recipe) -> dict:
@@ -100,7 +105,7 @@ def tuning_run(task: Task, runs: Runs, trains: str, recipe: Recipe) -> dict:
     first = task.seeds[0]
 
     def compute():
-        _, info = _fit(task, trains, recipe, first.train, task.tuning, first.seed, runs.progress)
+        _, info = _fit(task, "tuning", trains, recipe, first.train, task.tuning, first.seed, runs.progress)
         return {"val_f1": info["best_val_f1"], **info}
 
     return runs.get(_key(task, "tuning", trains, recipe, first.seed), compute)
@@ -149,7 +154,7 @@ def main_run(task: Task, runs: Runs, trains: str, recipe: Recipe, seed: Seed) ->
     by every rule its entries use, and its F1 on the tuning data (the pos_weight choice)."""
 
     def compute():
-        model, info = _fit(task, trains, recipe, seed.train, seed.validation, seed.seed, runs.progress)
+        model, info = _fit(task, "main", trains, recipe, seed.train, seed.validation, seed.seed, runs.progress)
         logits = {name: _logits(model, samples, task) for name, samples in
                   {"validation": seed.validation, "tuning": task.tuning, **seed.tests}.items()}
         val_pairs = [s.pairs for s in seed.validation]
