@@ -265,6 +265,9 @@ def test_runs_are_kept_and_read_back(tmp_path):
     for path in tmp_path.glob("*.json"):  # a record cut off while written is run again
         path.write_text(path.read_text()[:5])
     assert Runs(tmp_path).get({"a": 1}, lambda: {"value": 7.0})["value"] == 7.0
+    retrained = Runs(tmp_path, recompute=True)  # --retrain: computed again and the record replaced
+    assert retrained.get({"a": 1}, lambda: {"value": 9.0})["value"] == 9.0 and retrained.made == 1
+    assert Runs(tmp_path).get({"a": 1}, lambda: {"value": 0.0})["value"] == 9.0
 
 
 def test_a_task_end_to_end_and_the_summary(tmp_path):

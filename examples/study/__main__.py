@@ -1,8 +1,10 @@
 """make study: which use of the symmetry helps, on real RNA base-pair maps and real protein
 contact maps. The recipe chosen on tuning data set aside once, then every loss of
 examples/study/losses.py trained on every seed with the same network, data order and budget
-rule; results (markdown, plots, JSON) in examples/results/. Each run is kept in build/study-runs/:
-a stopped study continues where it stopped.
+rule; results (markdown, plots, JSON) in examples/results/. Each run's record is kept in
+examples/results/study-runs/ and committed with the results: a stopped study continues where it
+stopped, on any machine, and the tables can be re-derived from the records without training
+(`--retrain` ignores them).
 
     python -m examples.study            # both studies, within 120 minutes on 2 cores
     python -m examples.study --quick    # the same pipeline on a small subset, within 3 minutes
@@ -174,13 +176,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="results folder (default examples/results, "
                         "build/study-quick with --quick)")
     parser.add_argument("--seeds", type=int, help="override the number of seeds")
+    parser.add_argument("--retrain", action="store_true", help="train every run again (the kept records replaced)")
     args = parser.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     if args.seeds:
         cfg["seeds"] = args.seeds
     out = args.out or (ROOT / "build" / "study-quick" if args.quick else ROOT / "examples" / "results")
     out.mkdir(parents=True, exist_ok=True)
-    runs = Runs(ROOT / "build" / ("study-runs-quick" if args.quick else "study-runs"))
+    runs = Runs(ROOT / "build" / "study-runs-quick" if args.quick else ROOT / "examples" / "results" / "study-runs",
+                recompute=args.retrain)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     for source in (RNA, PROTEIN):
         fetch(source)

@@ -51,15 +51,17 @@ class Runs:
     """Each run's record in `folder`, named by what the run depends on."""
     folder: Path
     progress: object = None
+    recompute: bool = False                 # train again even where a record is kept
     made: int = 0
     reused: int = 0
 
     def get(self, key: dict, compute) -> dict:
         path = self.folder / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
         try:
-            record = json.loads(path.read_text())
-            self.reused += 1
-            return record
+            if not self.recompute:
+                record = json.loads(path.read_text())
+                self.reused += 1
+                return record
         except (OSError, ValueError):  # not run yet, or cut off while it was written
             pass
         record = compute()
