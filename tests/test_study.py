@@ -119,6 +119,13 @@ def test_training_loss_fused_equals_reference(trains, normalize):
     assert other.item() != pytest.approx(fused.item(), rel=1e-3)  # the recipe reaches the loss
 
 
+def test_each_pos_weight_trains_at_its_own_learning_rate():
+    recipe = losses.Recipe(focal_lr=1e-3, bce_lr=2e-3, bce_lrs={"bce_pw10": 5e-3})
+    assert recipe.lr("bce_pw10") == 5e-3 and recipe.key("bce_pw10") == {"lr": 5e-3}
+    assert recipe.lr("bce_pw1") == 2e-3 and recipe.key("bce_pw1") == {"lr": 2e-3}  # absent: bce_lr
+    assert recipe.lr("none") == 1e-3
+
+
 def test_every_loss_entry_names_a_trained_model_and_a_rule():
     assert len({loss.name for loss in losses.LOSSES}) == len(losses.LOSSES)
     for loss in losses.LOSSES:
@@ -283,6 +290,7 @@ def test_a_task_end_to_end_and_the_summary(tmp_path):
     result = run_task(task, runs, grids)
     assert result["pos_weight_validation"]["chosen"] in losses.POS_WEIGHT_GRID
     assert len(result["recipe_grids"]["focal"]) == 2 and set(result["recipe_grids"]["l1_weight"]) == {"0.1", "1"}
+    assert set(result["recipe_grids"]["bce_lr"]) == {f"{w:g}" for w in losses.POS_WEIGHT_GRID}
     made, again = runs.made, Runs(tmp_path)
     f1s = lambda r: [[e["test"]["per_sequence_f1"] for e in run.values()] for run in r["per_seed"]]  # noqa: E731
     assert f1s(run_task(task, again, grids)) == f1s(result) and again.made == 0  # read back, not retrained

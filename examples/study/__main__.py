@@ -62,7 +62,8 @@ def _density(samples, min_separation: int) -> float:
 
 def _progress(task: Task, grids: Grids, desc: str):
     g = grids.as_dict()
-    tuning = len(g["normalize"]) * len(g["alpha"]) * len(g["gamma"]) + 2 * len(g["lr"]) + 2 * len(g["symmetry_weight"])
+    tuning = (len(g["normalize"]) * len(g["alpha"]) * len(g["gamma"]) + (1 + len(POS_WEIGHT_GRID)) * len(g["lr"])
+              + 2 * len(g["symmetry_weight"]))
     steps = (tuning * task.budget_of("tuning").steps(len(task.seeds[0].train))
              + len(trained_models()) * sum(task.budget.steps(len(s.train)) for s in task.seeds))
     return tqdm(total=steps, desc=desc, unit="step")

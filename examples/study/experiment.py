@@ -114,8 +114,8 @@ def tuning_run(task: Task, runs: Runs, trains: str, recipe: Recipe) -> dict:
 
 
 def choose_recipe(task: Task, runs: Runs, grids: dict) -> tuple[Recipe, dict]:
-    """The focal settings (normalize x alpha x gamma, mode none), then each family's learning
-    rate, then each penalty's weight, each the best tuning F1 of its grid (the first of equal
+    """The focal settings (normalize x alpha x gamma, mode none), then the focal learning rate
+    and each BCE pos_weight's, then each penalty's weight, each the best tuning F1 of its grid (the first of equal
     ones). Returns the recipe and every grid's scores."""
     report = {}
     base = Recipe(focal_lr=5e-3, bce_lr=5e-3)
@@ -131,9 +131,13 @@ def choose_recipe(task: Task, runs: Runs, grids: dict) -> tuple[Recipe, dict]:
     lrs = {lr: tuning_run(task, runs, "none", recipe.but(focal_lr=lr))["val_f1"] for lr in grids["lr"]}
     report["focal_lr"] = {f"{lr:g}": f for lr, f in lrs.items()}
     recipe = recipe.but(focal_lr=max(lrs, key=lrs.get))
-    lrs = {lr: tuning_run(task, runs, "bce_pw1", recipe.but(bce_lr=lr))["val_f1"] for lr in grids["lr"]}
-    report["bce_lr"] = {f"{lr:g}": f for lr, f in lrs.items()}
-    recipe = recipe.but(bce_lr=max(lrs, key=lrs.get))
+    report["bce_lr"], chosen_lrs = {}, {}
+    for weight in POS_WEIGHT_GRID:
+        trains = f"bce_pw{weight:g}"
+        lrs = {lr: tuning_run(task, runs, trains, recipe.but(bce_lr=lr))["val_f1"] for lr in grids["lr"]}
+        report["bce_lr"][f"{weight:g}"] = {f"{lr:g}": f for lr, f in lrs.items()}
+        chosen_lrs[trains] = max(lrs, key=lrs.get)
+    recipe = recipe.but(bce_lr=chosen_lrs["bce_pw1"], bce_lrs=chosen_lrs)
     weights = dict(recipe.symmetry_weight)
     for penalty in ("l1", "huber"):
         scores = {w: tuning_run(task, runs, f"none_{penalty}", recipe.but(symmetry_weight={**weights, penalty: w}))

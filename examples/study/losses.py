@@ -36,10 +36,13 @@ class Recipe:
     normalize: str = "positives"
     focal_lr: float = 5e-3
     bce_lr: float = 5e-3
+    # Each pos_weight's own learning rate (trained model name -> lr; `bce_lr` where absent): the
+    # weight scales the positives' gradient, so one rate does not suit them all.
+    bce_lrs: dict = field(default_factory=dict)
     symmetry_weight: dict = field(default_factory=lambda: {"l1": 0.1, "huber": 0.1})
 
     def lr(self, trains: str) -> float:
-        return self.bce_lr if trains.startswith("bce") else self.focal_lr
+        return self.bce_lrs.get(trains, self.bce_lr) if trains.startswith("bce") else self.focal_lr
 
     def but(self, **changes) -> "Recipe":
         return replace(self, **changes)
@@ -47,7 +50,7 @@ class Recipe:
     def key(self, trains: str) -> dict:
         """The settings a trained model depends on (its cache key)."""
         if trains.startswith("bce"):
-            return {"lr": self.bce_lr}
+            return {"lr": self.lr(trains)}
         out = {"alpha": self.alpha, "gamma": self.gamma, "normalize": self.normalize, "lr": self.focal_lr}
         penalty = trains.partition("_")[2]
         if penalty:

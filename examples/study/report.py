@@ -110,13 +110,16 @@ def _differences_lines(results: dict) -> list[str]:
 def _recipe_lines(results: dict) -> list[str]:
     r, g = results["recipe"]["chosen"], results["recipe"]["grids"]
     lines = ["", f"Recipe, chosen on the tuning data (validation F1 there, mode none): alpha {r['alpha']:g}, gamma "
-             f"{r['gamma']:g}, normalize {r['normalize']}, focal lr {r['focal_lr']:g}, BCE lr {r['bce_lr']:g}, "
+             f"{r['gamma']:g}, normalize {r['normalize']}, focal lr {r['focal_lr']:g}, BCE lr "
+             + ", ".join(f"{k.removeprefix('bce_pw')}: {v:g}" for k, v in r['bce_lrs'].items()) + " (by pos_weight), "
              f"penalty weights l1 {r['symmetry_weight']['l1']:g}, huber {r['symmetry_weight']['huber']:g}.", "",
              "| normalize | alpha | gamma | tuning F1 |", "|---|---|---|---|"]
     lines += [f"| {e['normalize']} | {e['alpha']:g} | {e['gamma']:g} | {e['val_f1']:.3f} |" for e in g["focal"]]
-    for key, label in (("focal_lr", "focal learning rate"), ("bce_lr", "BCE learning rate"),
-                       ("l1_weight", "l1 penalty weight"), ("huber_weight", "huber penalty weight")):
-        lines.append(f"\n{label}: " + ", ".join(f"{k}: {v:.3f}" for k, v in g[key].items()))
+    grids = {"focal learning rate": g["focal_lr"],
+             **{f"BCE pos_weight {w} learning rate": lrs for w, lrs in g["bce_lr"].items()},
+             "l1 penalty weight": g["l1_weight"], "huber penalty weight": g["huber_weight"]}
+    for label, scores in grids.items():
+        lines.append(f"\n{label}: " + ", ".join(f"{k}: {v:.3f}" for k, v in scores.items()))
     pw = results["pos_weight_validation"]
     lines += ["", f"pos_weight chosen on the tuning data, mean F1 over the seeds: {pw['chosen']:g} ("
               + ", ".join(f"{w}: {f:.3f}" for w, f in pw["f1_by_weight"].items()) + ")."]
