@@ -119,14 +119,16 @@ def choose_recipe(task: Task, runs: Runs, grids: dict) -> tuple[Recipe, dict]:
     ones). Returns the recipe and every grid's scores."""
     report = {}
     base = Recipe(focal_lr=5e-3, bce_lr=5e-3)
-    focal = {}
+    focal, curves = {}, {}
     for normalize in grids["normalize"]:
         for alpha in grids["alpha"]:
             for gamma in grids["gamma"]:
-                r = base.but(alpha=alpha, gamma=gamma, normalize=normalize)
-                focal[(normalize, alpha, gamma)] = tuning_run(task, runs, "none", r)["val_f1"]
+                run = tuning_run(task, runs, "none", base.but(alpha=alpha, gamma=gamma, normalize=normalize))
+                focal[(normalize, alpha, gamma)] = run["val_f1"]
+                curves[(normalize, alpha, gamma)] = run["curve"]  # how the settings that stall, stall
     normalize, alpha, gamma = max(focal, key=focal.get)
-    report["focal"] = [{"normalize": n, "alpha": a, "gamma": g, "val_f1": f} for (n, a, g), f in focal.items()]
+    report["focal"] = [{"normalize": n, "alpha": a, "gamma": g, "val_f1": f, "curve": curves[(n, a, g)]}
+                       for (n, a, g), f in focal.items()]
     recipe = base.but(alpha=alpha, gamma=gamma, normalize=normalize)
     lrs = {lr: tuning_run(task, runs, "none", recipe.but(focal_lr=lr))["val_f1"] for lr in grids["lr"]}
     report["focal_lr"] = {f"{lr:g}": f for lr, f in lrs.items()}

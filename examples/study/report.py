@@ -91,14 +91,16 @@ def write_rna(results: dict, per_seed: list[dict], baseline: dict, split, out: P
     (out / "study_rna.md").write_text("\n".join(lines) + "\n")
     _plot_f1(results, out / "study_rna_f1.png")
     _plot_curves(results, out / "study_rna_curves.png")
+    _plot_tuning(results, out / "study_rna_tuning.png")
     _plot_examples(results, per_seed, baseline, split, out / "study_rna_examples.png")
 
 
-def _differences_lines(results: dict) -> list[str]:
-    lines = ["", "Paired differences of the per-sequence test F1 (same seed, same sequences), mean over the "
-             "sequences then the seeds, 95 % interval of a two-level bootstrap (seeds, then the test families "
-             "within each, resampled whole):", "", "| loss | minus | difference | 95 % interval | each seed |",
-             "|---|---|---|---|---|"]
+def _differences_lines(results: dict, units: str = "sequence", splits: str = "seeds",
+                       clusters: str = "test families") -> list[str]:
+    lines = ["", f"Paired differences of the per-{units} test F1 at the validation threshold (same {splits[:-1]}, "
+             f"same {units}s), mean over the {units}s then the {splits}, 95 % interval of a two-level bootstrap "
+             f"({splits}, then the {clusters} within each, resampled whole):", "",
+             f"| loss | minus | difference | 95 % interval | each {splits[:-1]} |", "|---|---|---|---|---|"]
     for d in results["paired_differences"]["test"]:
         apart = "" if d["ci95"][0] <= 0 <= d["ci95"][1] else " *"
         lines.append(f"| {d['name']} | {d['minus']} | {d['mean']:+.3f}{apart} | [{d['ci95'][0]:+.3f}, "
@@ -121,7 +123,7 @@ def _recipe_lines(results: dict) -> list[str]:
     for label, scores in grids.items():
         lines.append(f"\n{label}: " + ", ".join(f"{k}: {v:.3f}" for k, v in scores.items()))
     pw = results["pos_weight_validation"]
-    lines += ["", f"pos_weight chosen on the tuning data, mean F1 over the seeds: {pw['chosen']:g} ("
+    lines += ["", f"pos_weight chosen on the tuning data (F1 there of each seed's model, mean over the seeds): {pw['chosen']:g} ("
               + ", ".join(f"{w}: {f:.3f}" for w, f in pw["f1_by_weight"].items()) + ")."]
     return lines
 
@@ -146,6 +148,32 @@ def _plot_curves(results: dict, path: Path) -> None:
             ax.tick_params(labelsize=6)
     axes[0][0].set_ylabel("validation F1", fontsize=7)
     axes[1][0].set_ylabel("training loss", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_tuning(results: dict, path: Path) -> None:
+    """The focal grid's runs (mode none), a panel per normalize x gamma, a line per alpha:
+    validation F1 above, the spread of the validation logits below (a constant map has none)."""
+    plt = _pyplot()
+    grid = results["recipe"]["grids"]["focal"]
+    panels = list(dict.fromkeys((e["normalize"], e["gamma"]) for e in grid))
+    fig, axes = plt.subplots(2, len(panels), figsize=(2.1 * len(panels), 4.2), squeeze=False, sharex=True,
+                             sharey="row")
+    for col, (normalize, gamma) in enumerate(panels):
+        for e in grid:
+            if (e["normalize"], e["gamma"]) == (normalize, gamma):
+                c = e["curve"]
+                axes[0][col].plot(c["step"], c["val_f1"], lw=1, label=f"alpha {e['alpha']:g}")
+                axes[1][col].plot(c["step"], c["val_logit_sd"], lw=1)
+        axes[0][col].set_title(f"{normalize}, gamma {gamma:g}", fontsize=8)
+        axes[1][col].set_xlabel("step", fontsize=7)
+        for ax in axes[:, col]:
+            ax.tick_params(labelsize=6)
+    axes[0][0].set_ylabel("tuning F1", fontsize=7)
+    axes[1][0].set_ylabel("sd of the logits", fontsize=7)
+    axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -232,6 +260,7 @@ def write_protein(results: dict, out: Path) -> None:
     ]
     for e in results["results"]:
         lines.append(f"| {e['name']} | " + " | ".join(_pm(e, k) for k in keys) + f" | {_pm(e, 'asymmetry')} |")
-    lines += _differences_lines(results) + _recipe_lines(results)
+    lines += _differences_lines(results, "chain", "folds", "test chains") + _recipe_lines(results)
     (out / "study_protein.md").write_text("\n".join(lines) + "\n")
     _plot_curves(results, out / "study_protein_curves.png")
+    _plot_tuning(results, out / "study_protein_tuning.png")
