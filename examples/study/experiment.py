@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 
 from .evaluate import choose, score, validation_f1
-from .losses import (ALPHA_GRID, GAMMA_GRID, LOSSES, LR_GRID, NORMALIZE_GRID, POS_WEIGHT_GRID, REFERENCES,
-                     SYMMETRY_WEIGHT_GRID, Recipe, stopping_rule, trained_models, training_loss)
+from .losses import (ALPHA_GRID, GAMMA_GRID, LOSSES, LR_GRID, NORMALIZE_GRID, NULL_CONTROLS, POS_WEIGHT_GRID,
+                     REFERENCES, SYMMETRY_WEIGHT_GRID, Recipe, stopping_rule, trained_models, training_loss)
 from .train import Budget, Sample, predict, train
 
 
@@ -54,6 +54,8 @@ class Runs:
     recompute: bool = False                 # train again even where a record is kept
     made: int = 0
     reused: int = 0
+    train_s: float = 0.0                    # every used run's training time, read back or not: a fresh study's cost
+
 
     def get(self, key: dict, compute) -> dict:
         path = self.folder / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
@@ -61,6 +63,7 @@ class Runs:
             if not self.recompute:
                 record = json.loads(path.read_text())
                 self.reused += 1
+                self.train_s += record.get("train_s", 0.0)
                 return record
         except (OSError, ValueError):  # not run yet, or cut off while it was written
             pass
@@ -70,6 +73,7 @@ class Runs:
         partial.write_text(json.dumps({"key": key, **record}) + "\n")
         partial.replace(path)  # whole or not at all: a stopped study never reads half a record
         self.made += 1
+        self.train_s += record.get("train_s", 0.0)
         return record
 
 
@@ -214,36 +218,36 @@ def paired_differences(task: Task, per_seed: list[dict], names: list[str], test:
                        resamples: int = 2000) -> list[dict]:
     """Each entry's per-sequence F1 minus a reference's (same seed, same sequences), averaged
     over the sequences and then the seeds, with a 95 % interval from a two-level bootstrap:
-    seeds resampled, then within each the test families (clusters), whole."""
+    seeds resampled, then within each the test families (clusters), whole. Last, the null
+    controls: two entries that train the same gradient, whose difference is training noise."""
     rng = random.Random(0)
-    out = []
     suffix = ", one partner per base"
-    for plain_reference in REFERENCES:
-        for name in names:
-            # A post-processed entry is compared with the post-processed reference.
-            reference = plain_reference + (suffix if name.endswith(suffix) else "")
-            if name == reference:
-                continue
-            diffs = []
-            for s, run in zip(task.seeds, per_seed):
-                d = [a - b for a, b in zip(run[name][test]["per_sequence_f1"], run[reference][test]["per_sequence_f1"])]
-                groups: dict[str, list[float]] = {}
-                for cluster, v in zip(s.clusters, d):
-                    groups.setdefault(cluster, []).append(v)
-                diffs.append(list(groups.values()))
-            per_seed_mean = [statistics.fmean(v for g in seed for v in g) for seed in diffs]
-            boot = []
-            for _ in range(resamples):
-                means = []
-                for seed in (diffs[rng.randrange(len(diffs))] for _ in diffs):
-                    picked = [seed[rng.randrange(len(seed))] for _ in seed]
-                    means.append(statistics.fmean(v for g in picked for v in g))
-                boot.append(statistics.fmean(means))
-            boot.sort()
-            out.append({"name": name, "minus": reference, "mean": statistics.fmean(per_seed_mean),
-                        "ci95": [boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]],
-                        "per_seed": per_seed_mean})
-    return out
+    # A post-processed entry is compared with the post-processed reference.
+    pairs = [(name, reference + (suffix if name.endswith(suffix) else "")) for reference in REFERENCES for name in names]
+    pairs += [(a + s, b + s) for a, b in NULL_CONTROLS for s in ("", suffix) if a + s in names and b + s in names]
+    return [_paired_difference(task, per_seed, name, reference, test, resamples, rng)
+            for name, reference in pairs if name != reference]
+
+
+def _paired_difference(task, per_seed, name, reference, test, resamples, rng) -> dict:
+    diffs = []
+    for s, run in zip(task.seeds, per_seed):
+        d = [a - b for a, b in zip(run[name][test]["per_sequence_f1"], run[reference][test]["per_sequence_f1"])]
+        groups: dict[str, list[float]] = {}
+        for cluster, v in zip(s.clusters, d):
+            groups.setdefault(cluster, []).append(v)
+        diffs.append(list(groups.values()))
+    per_seed_mean = [statistics.fmean(v for g in seed for v in g) for seed in diffs]
+    boot = []
+    for _ in range(resamples):
+        means = []
+        for seed in (diffs[rng.randrange(len(diffs))] for _ in diffs):
+            picked = [seed[rng.randrange(len(seed))] for _ in seed]
+            means.append(statistics.fmean(v for g in picked for v in g))
+        boot.append(statistics.fmean(means))
+    boot.sort()
+    return {"name": name, "minus": reference, "mean": statistics.fmean(per_seed_mean),
+            "ci95": [boot[int(0.025 * resamples)], boot[int(0.975 * resamples) - 1]], "per_seed": per_seed_mean}
 
 
 @dataclass

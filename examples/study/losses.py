@@ -87,6 +87,9 @@ LOSSES = [
     Loss("focal none + huber", "none_huber", "average", "mode none + λ · huber symmetry penalty, averaged at test"),
 ]
 REFERENCES = ("focal none", "BCE pos_weight=val")  # what the paired differences are taken against
+# Mode pair's gradient equals mode none's where the target is symmetric (both tasks' are), and both
+# are scored averaged here: their difference is what float summation order alone does to training.
+NULL_CONTROLS = (("focal pair", "focal none, averaged at test"),)
 
 
 def masked_bce(logits, target, lengths, pos_weight, min_separation):

@@ -13,17 +13,20 @@ from .model import PairNet
 
 
 def _interleaved_medians(fns: dict, repeats: int) -> dict:
-    """Median seconds of each function, run in turn (a, b, a, b, ...) so that a slow spell of a
-    shared machine hits all of them alike."""
+    """Median seconds of each function, run in turn (a, b, b, a, a, b, ...) so that a slow spell of
+    a shared machine hits all of them alike and none always runs first."""
     for fn in fns.values():
         fn()  # warm-up
     times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    for k in range(repeats):
+        for name, fn in list(fns.items())[:: 1 if k % 2 == 0 else -1]:
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    out = {name: statistics.median(t) for name, t in times.items()}
+    out.update({name.removesuffix("_s") + "_quartiles_s": statistics.quantiles(t, n=4)[::2]
+                for name, t in times.items()})
+    return out
 
 
 def loss_cost(batch, features: int, *, trains: str = "none_l1", recipe: Recipe = Recipe(), min_separation: int = 0,
