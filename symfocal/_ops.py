@@ -123,7 +123,7 @@ def _scaled_grad_unit(ctx, grad_loss, scale_of):
     released = _graph_is_released()
     factors = scale.reshape(-1)
     n = factors.numel()
-    if n == 1 and factors[0].item() == 1.0:  # the buffer is the gradient already (loss.backward() of a sum,
+    if n > 0 and bool((factors == 1.0).all()):  # the buffer is the gradient already (loss.backward() of a sum,
         return (grad_unit if released else grad_unit.clone(),) + none  # or a mean the forward pre-scaled)
     grad = grad_unit if released else torch.empty_like(grad_unit)
     rows, out = (grad_unit.view(n, grad_unit.numel() // n), grad.view(n, grad.numel() // n)) if n else ((), ())

@@ -1,7 +1,7 @@
 // The op schemas and their CPU implementation.
 #include <torch/library.h>
 
-#include "engine/cpu/huge_pages.h"
+#include "engine/cpu/grad_buffer.h"
 #include "engine/cpu/kernels.h"
 #include "sigmoid/math.h"
 #include "sigmoid/op_impl.h"
@@ -110,8 +110,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward_train_cpu(const at::Tenso
       prepare(logits, target, lengths, mask, weight, params, normalizer, channel_alpha, channel_pos_weight);
   const int64_t items = CpuBackend::work_items(call.pb);
   ForwardOutputs out(logits, call.pb, items, CpuBackend::scratch_rows(call.pb, items));
-  at::Tensor grad_unit = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
-  advise_huge_pages(grad_unit);
+  at::Tensor grad_unit = empty_grad_buffer(logits);
   const std::optional<double> scale = focal_scale_up_front(call.pb);
   if (items > 0) cpu::forward(call.pb, nullptr, out.partials.data_ptr<double>(), grad_unit.data_ptr(), scale.value_or(1.0));
   CpuBackend::finalize(call.pb, out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),

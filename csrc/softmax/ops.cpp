@@ -2,8 +2,9 @@
 #include <torch/library.h>
 
 #include <cstdint>
+#include <vector>
 
-#include "engine/cpu/huge_pages.h"
+#include "engine/cpu/grad_buffer.h"
 #include "engine/cpu/kernels.h"
 #include "softmax/math.h"
 #include "softmax/op_impl.h"
@@ -65,8 +66,12 @@ std::tuple<at::Tensor, at::Tensor> softmax_forward_cpu(const at::Tensor& logits,
 }
 
 // As the binary loss's forward_train: the gradient shares the softmax of the
-// loss, so the forward pass writes the gradient of each sample's unnormalized
-// loss sum, and backward only scales it by the sample's kSampleScale.
+// loss, so the forward pass writes the gradient too. Each sample's d loss / d (its
+// loss sum) depends only on how many of its cells count, so those are counted
+// first (a read of the [batch, L, L] mask and targets, against the logits'
+// [batch, L, L, bins]) and the gradient is written scaled: backward has nothing
+// left to do for an incoming gradient of 1 (what `loss.backward()` gives), and
+// otherwise scales it by the incoming gradient (stats' kSampleScale is then 1).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_forward_train_cpu(
     const at::Tensor& logits, const at::Tensor& target, const std::optional<at::Tensor>& alpha,
     const std::optional<at::Tensor>& lengths, const std::optional<at::Tensor>& mask,
@@ -78,11 +83,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> softmax_forward_train_cpu(
                     "symfocal: softmax_forward_train serves reductions 'mean' and 'sum'");
   const int64_t items = num_work_items(call.pb.cells);
   SoftmaxForwardOutputs out(logits, call.pb, items);
-  at::Tensor grad_unit = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
-  advise_huge_pages(grad_unit);
-  if (items > 0) cpu::softmax_forward(call.pb, nullptr, out.partials.data_ptr<double>(), grad_unit.data_ptr());
+  at::Tensor grad_unit = empty_grad_buffer(logits);
+  const int64_t batch = call.pb.cells.batch;
+  std::vector<double> counted(batch * kNumSampleStats, 0.0), scale(batch);
+  std::vector<double> cells(batch);
+  cpu::softmax_sample_cells(call.pb, cells.data());
+  for (int64_t b = 0; b < batch; ++b) counted[b * kNumSampleStats + kSampleCells] = cells[b];
+  reduce_samples(counted.data(), batch, call.pb.cells.params.reduction, call.pb.normalize, call.pb.cells.normalizer);
+  for (int64_t b = 0; b < batch; ++b) scale[b] = counted[b * kNumSampleStats + kSampleScale];
+  if (items > 0)
+    cpu::softmax_forward(call.pb, nullptr, out.partials.data_ptr<double>(), grad_unit.data_ptr(), scale.data());
   CpuSoftmaxBackend::finalize(call.pb, out.partials.data_ptr<double>(), items, out.stats.data_ptr<double>(),
                               out.loss_scalar.data_ptr());
+  // What grad_unit still needs (symfocal/_softmax_ops.py reads it): nothing, it is scaled already.
+  for (int64_t b = 0; b < batch; ++b) out.stats.data_ptr<double>()[b * kNumSampleStats + kSampleScale] = 1.0;
   if (items == 0) grad_unit.zero_();
   return {out.loss(), out.stats, grad_unit};
 }

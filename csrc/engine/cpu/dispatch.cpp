@@ -57,15 +57,28 @@ void backward(const Problem& pb, const GradSource& src, void* grad) {
   }
 }
 
-void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit) {
+void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit,
+                     const double* sample_grad_scale) {
   switch (pick()) {
 #if defined(SYMFOCAL_CPU_AVX512)
-    case Isa::kAvx512: return AVX512::softmax_forward(pb, loss_map, partials, grad_unit);
+    case Isa::kAvx512: return AVX512::softmax_forward(pb, loss_map, partials, grad_unit, sample_grad_scale);
 #endif
 #if defined(SYMFOCAL_CPU_AVX2)
-    case Isa::kAvx2: return AVX2::softmax_forward(pb, loss_map, partials, grad_unit);
+    case Isa::kAvx2: return AVX2::softmax_forward(pb, loss_map, partials, grad_unit, sample_grad_scale);
 #endif
-    default: return DEFAULT::softmax_forward(pb, loss_map, partials, grad_unit);
+    default: return DEFAULT::softmax_forward(pb, loss_map, partials, grad_unit, sample_grad_scale);
+  }
+}
+
+void softmax_sample_cells(const SoftmaxProblem& pb, double* cells_per_sample) {
+  switch (pick()) {
+#if defined(SYMFOCAL_CPU_AVX512)
+    case Isa::kAvx512: return AVX512::softmax_sample_cells(pb, cells_per_sample);
+#endif
+#if defined(SYMFOCAL_CPU_AVX2)
+    case Isa::kAvx2: return AVX2::softmax_sample_cells(pb, cells_per_sample);
+#endif
+    default: return DEFAULT::softmax_sample_cells(pb, cells_per_sample);
   }
 }
 

@@ -37,9 +37,14 @@ void backward(const Problem& pb, const GradSource& src, void* grad);
 // The softmax focal loss over bins (softmax/cpu/kernels_impl.h): per-tile-pair
 // partials [item, kNumSoftmaxPartials]; when loss_map ([batch, L, L]) is not
 // null, the per-cell losses; when grad_unit ([batch, L, L, bins]) is not null,
-// the gradient of each sample's unnormalized loss sum. Both contiguous, the
-// logits dtype; at most one of them not null.
-void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit);
+// the gradient of each sample's unnormalized loss sum, times sample_grad_scale[b] where that is
+// not null. Both contiguous, the logits dtype; at most one of them not null.
+void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit,
+                     const double* sample_grad_scale = nullptr);
+
+// Each sample's number of cells that count (kSampleCells before any pass: what lets the training
+// forward scale its gradient as it writes it).
+void softmax_sample_cells(const SoftmaxProblem& pb, double* cells_per_sample);
 
 // grad_logits ([batch, L, L, bins], contiguous, the logits dtype) in one pass.
 void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad);
@@ -51,7 +56,9 @@ const char* isa_in_use();
   namespace ISA {                                                          \
   void forward(const Problem& pb, void* loss_map, double* partials, void* grad_unit, double grad_scale); \
   void backward(const Problem& pb, const GradSource& src, void* grad);     \
-  void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit); \
+  void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit, \
+                       const double* sample_grad_scale);                    \
+  void softmax_sample_cells(const SoftmaxProblem& pb, double* cells_per_sample); \
   void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad); \
   }
 SYMFOCAL_DECLARE_CPU_KERNELS(DEFAULT)

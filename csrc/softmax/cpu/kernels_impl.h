@@ -16,7 +16,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "softmax/types.h"
 #include "engine/tiles.h"
@@ -43,26 +45,16 @@ struct alignas(64) Workspace {
   acc_t g[2][kMaxBins];   // gradient rows of cells (i, j) and (j, i)
 };
 
+// Horizontal reductions by shuffles (at::vec's, a fixed tree: the result does not depend on
+// threads). maximum carries a NaN lane through, so a NaN bin makes the softmax NaN.
 template <typename acc_t>
 acc_t lane_max(const Vectorized<acc_t>& v) {
-  alignas(64) acc_t lanes[Vectorized<acc_t>::size()];
-  v.store(lanes);
-  acc_t m = lanes[0];
-  for (int l = 0; l < Vectorized<acc_t>::size(); ++l) {
-    if (lanes[l] != lanes[l]) return lanes[l];  // a NaN bin: the softmax is NaN (std::max would drop it)
-    m = std::max(m, lanes[l]);
-  }
-  return m;
+  return at::vec::vec_reduce_all<acc_t>([](Vectorized<acc_t>& a, Vectorized<acc_t>& b) { return sf_max(a, b); }, v);
 }
 
-// Lanes in a fixed order: the result does not depend on threads.
 template <typename acc_t>
 acc_t lane_sum(const Vectorized<acc_t>& v) {
-  alignas(64) acc_t lanes[Vectorized<acc_t>::size()];
-  v.store(lanes);
-  acc_t s = 0;
-  for (int l = 0; l < Vectorized<acc_t>::size(); ++l) s += lanes[l];
-  return s;
+  return at::vec::vec_reduce_all<acc_t>([](Vectorized<acc_t>& a, Vectorized<acc_t>& b) { return a + b; }, v);
 }
 
 template <typename src_t, typename acc_t>
@@ -71,7 +63,21 @@ void load_bins(const void* data, int64_t offset, int64_t stride, int bins, acc_t
   if constexpr (std::is_same_v<acc_t, float> &&
                 (std::is_same_v<src_t, c10::BFloat16> || std::is_same_v<src_t, c10::Half>)) {
     if (stride == 1) {
-      at::vec::convert(src, out, bins);  // SIMD widening: the scalar one a value cost more than the math
+      // SIMD widening (at::vec::convert has none from 16-bit floats: its scalar loop cost more than the math).
+      using Narrow = Vectorized<src_t>;
+      constexpr int W = Vectorized<float>::size();
+      int c = 0;
+      for (; c + Narrow::size() <= bins; c += Narrow::size()) {
+        Vectorized<float> lo, hi;
+        if constexpr (std::is_same_v<src_t, c10::BFloat16>) {
+          std::tie(lo, hi) = at::vec::convert_bfloat16_float(Narrow::loadu(src + c));
+        } else {
+          std::tie(lo, hi) = at::vec::convert_half_float(Narrow::loadu(src + c));
+        }
+        lo.store(out + c);
+        hi.store(out + c + W);
+      }
+      for (; c < bins; ++c) out[c] = static_cast<float>(src[c]);
       return;
     }
   }
@@ -82,16 +88,32 @@ void load_bins(const void* data, int64_t offset, int64_t stride, int bins, acc_t
   }
 }
 
+// Each map's element offset of one sample, resolved once a tile pair (batch_offset divides).
+struct SampleOffsets {
+  int64_t logits = 0, target = 0, mask = 0, weight = 0, grad_map = 0;
+};
+
+inline SampleOffsets sample_offsets(const SoftmaxProblem& pb, const SoftmaxGradSource* src, int64_t b) {
+  SampleOffsets o;
+  o.logits = pb.cells.logits.batch_offset(b);
+  o.target = pb.cells.target.batch_offset(b);
+  if (pb.cells.has_mask) o.mask = pb.cells.mask.batch_offset(b);
+  if (pb.cells.has_weight) o.weight = pb.cells.weight.batch_offset(b);
+  if (src != nullptr && src->grad_scalar == nullptr) o.grad_map = src->grad_map.batch_offset(b);
+  return o;
+}
+
+// Cell (i, j) of the sample whose offset in v is `base`.
 template <typename acc_t>
-acc_t load_cell(const MapView& v, DType dt, int64_t b, int64_t i, int64_t j) {
+acc_t load_cell(const MapView& v, DType dt, int64_t base, int64_t i, int64_t j) {
   acc_t value = 0;
-  const int64_t off = v.batch_offset(b) + i * v.row_stride + j * v.col_stride;
+  const int64_t off = base + i * v.row_stride + j * v.col_stride;
   visit_dtype(dt, [&](auto tag) { value = static_cast<acc_t>(static_cast<const decltype(tag)*>(v.data)[off]); });
   return value;
 }
 
-inline int64_t load_bin_index(const MapView& v, BinTarget kind, int64_t b, int64_t i, int64_t j) {
-  const int64_t off = v.batch_offset(b) + i * v.row_stride + j * v.col_stride;
+inline int64_t load_bin_index(const MapView& v, BinTarget kind, int64_t base, int64_t i, int64_t j) {
+  const int64_t off = base + i * v.row_stride + j * v.col_stride;
   switch (kind) {
     case BinTarget::kUInt8: return static_cast<const uint8_t*>(v.data)[off];
     case BinTarget::kInt32: return static_cast<const int32_t*>(v.data)[off];
@@ -99,11 +121,29 @@ inline int64_t load_bin_index(const MapView& v, BinTarget kind, int64_t b, int64
   }
 }
 
+// Whether cell (ri, rj) of a sample of length len (its offsets `at`) counts (SPEC.md): admitted by the length and
+// the separation, in the mode's triangle, not masked out, its bin not ignored. Its bin in `bin`
+// (clamped: validate=False never reads out of bounds; 0 where it does not count). The kernels and
+// the training forward's up-front count (softmax_sample_cells) read this one test.
+inline bool cell_counts(const SoftmaxProblem& pb, const SampleOffsets& at, int64_t ri, int64_t rj, int64_t len,
+                        int64_t& bin) {
+  const Problem& cells = pb.cells;
+  bin = 0;
+  if (!admits(ri, rj, len, cells.params.min_separation) || !in_triangle(cells.params.mode, ri, rj)) return false;
+  if (cells.has_mask && load_cell<float>(cells.mask, DType::kUInt8, at.mask, ri, rj) == 0.0f) return false;
+  if (pb.target_kind == BinTarget::kSoft) return true;
+  const int64_t raw = load_bin_index(cells.target, pb.target_kind, at.target, ri, rj);
+  if (bin_ignored(cells.params, raw)) return false;
+  bin = std::min<int64_t>(std::max<int64_t>(raw, 0), pb.bins - 1);
+  return true;
+}
+
 // What turns the exps of a softmax into probabilities: p_c = e_c * inv and
 // log p_c = (z_c - m) - log_sum.
 template <typename acc_t>
 struct SoftmaxNorm {
   acc_t m, log_sum, inv;
+  acc_t others;  // the sum of exps but the largest bin's 1: sum = 1 + others
   acc_t log_p(acc_t z) const { return (z - m) - log_sum; }
 };
 
@@ -124,7 +164,7 @@ SoftmaxNorm<acc_t> softmax_exps(acc_t* z, acc_t* p, int bins, int padded) {
   // A NaN logit makes every probability and log probability NaN (exp_u20 does not carry NaN through).
   if (m_scalar != m_scalar) {
     for (int o = 0; o < padded; o += W) Vec(m_scalar).store(p + o);
-    return {m_scalar, m_scalar, m_scalar};
+    return {m_scalar, m_scalar, m_scalar, m_scalar};
   }
   const Vec m(m_scalar);
   const Vec zero(0), one(1);
@@ -143,7 +183,7 @@ SoftmaxNorm<acc_t> softmax_exps(acc_t* z, acc_t* p, int bins, int padded) {
     ties = ties + tie;
   }
   const acc_t others = lane_sum(rest) + (lane_sum(ties) - acc_t(1));
-  return {m_scalar, static_cast<acc_t>(std::log1p(others)), acc_t(1) / (acc_t(1) + others)};
+  return {m_scalar, static_cast<acc_t>(std::log1p(others)), acc_t(1) / (acc_t(1) + others), others};
 }
 
 // z -> log softmax and the exps -> probabilities, for every bin.
@@ -204,6 +244,7 @@ struct Meeting {
 template <typename acc_t>
 struct CellPair {
   int64_t b, i, j;
+  const SampleOffsets* at;  // the sample's offsets in each map
   bool diagonal;
   acc_t valid[2], loss_weight[2], weight[2];
   int64_t bin[2];  // integer targets
@@ -236,15 +277,15 @@ struct PairMath {
       ws.alpha[c] = c >= bins ? acc_t(0) : pb.alpha != nullptr ? static_cast<acc_t>(pb.alpha[c]) : acc_t(1);
   }
 
-  int64_t cell_offset(const MapView& v, const CellPair<acc_t>& cp, int x) const {
+  static int64_t cell_offset(const MapView& v, int64_t base, const CellPair<acc_t>& cp, int x) {
     const int64_t r = x == 0 ? cp.i : cp.j, c = x == 0 ? cp.j : cp.i;
-    return v.batch_offset(cp.b) + r * v.row_stride + c * v.col_stride;
+    return base + r * v.row_stride + c * v.col_stride;
   }
 
   void load_logits(const CellPair<acc_t>& cp, int x, acc_t* out) const {
     const MapView& v = pb.cells.logits;
     visit_dtype(pb.cells.logits_dtype, [&](auto tag) {
-      load_bins<decltype(tag)>(v.data, cell_offset(v, cp, x), pb.logits_bin_stride, bins, out);
+      load_bins<decltype(tag)>(v.data, cell_offset(v, cp.at->logits, cp, x), pb.logits_bin_stride, bins, out);
     });
   }
 
@@ -252,7 +293,7 @@ struct PairMath {
     if (pb.target_kind == BinTarget::kSoft) {
       const MapView& v = pb.cells.target;
       visit_dtype(pb.cells.target_dtype, [&](auto tag) {
-        load_bins<decltype(tag)>(v.data, cell_offset(v, cp, x), pb.target_bin_stride, bins, out);
+        load_bins<decltype(tag)>(v.data, cell_offset(v, cp.at->target, cp, x), pb.target_bin_stride, bins, out);
       });
       for (int c = 0; c < bins; ++c) out[c] = out[c] * keep + shift;
     } else {
@@ -310,7 +351,6 @@ struct PairMath {
     const int ncells = cp.diagonal ? 1 : 2;
     // d/dx of a symmetric softmax's logits: s for each cell (2 s on the diagonal).
     const acc_t logit_scale = K != Sharing::kSymmetric ? acc_t(1) : cp.diagonal ? 2 * sym_scale : sym_scale;
-    const bool both_rows = K == Sharing::kSymmetric && !cp.diagonal;  // one gradient row for both cells
     loss[0] = loss[1] = 0;
     if (!sparse) {
       for (int x = 0; x < ncells; ++x) load_target(cp, x, ws.t[x]);
@@ -335,28 +375,22 @@ struct PairMath {
           loss[meet[k].cell] -= meet[k].share * weighted(ws.alpha[bin], phi);
           at[k] = bin;
           minus[k] = meet[k].weight * ws.alpha[bin] * F;
-          q[k] = -std::expm1(lp);
+          // 1 - p from the exps, without cancellation where p is close to 1: (sum - e) / sum, where
+          // sum - e is `others` for the largest bin and (1 - e) + others, at least 1, for any other.
+          const acc_t e = ws.p[v][bin];
+          q[k] = (ws.lp[v][bin] == norm[v].m ? norm[v].others : (acc_t(1) - e) + norm[v].others) * norm[v].inv;
           A += minus[k];
         }
         if (!grad) continue;
         const Vec c(A * norm[v].inv * logit_scale);
-        if (both_rows) {
-          for (int o = 0; o < padded; o += Vec::size()) {
-            const Vec gv = Vec::loadu(ws.p[v] + o) * c;
-            gv.store(ws.g[0] + o);
-            gv.store(ws.g[1] + o);
-          }
-        } else {
-          for (int o = 0; o < padded; o += Vec::size()) (Vec::loadu(ws.p[v] + o) * c).store(g + o);
-        }
+        for (int o = 0; o < padded; o += Vec::size()) (Vec::loadu(ws.p[v] + o) * c).store(g + o);
         // At a target bin, p A - here = p (A - here) - (1 - p) here, with A - here summed from the
-        // other bins' terms: no cancellation where p is close to 1 (1 - p from expm1).
+        // other bins' terms: no cancellation where p is close to 1 (1 - p as q above).
         for (int k = 0; k < nm; ++k) {
           acc_t here = 0, elsewhere = 0;
           for (int l = 0; l < nm; ++l) (at[l] == at[k] ? here : elsewhere) += minus[l];
           const acc_t value = logit_scale * (pk[k] * elsewhere - q[k] * here);
           g[at[k]] = value;
-          if (both_rows) ws.g[1][at[k]] = value;
         }
         continue;
       }
@@ -383,7 +417,6 @@ struct PairMath {
       for (int o = 0; o < padded; o += Vec::size()) {
         const Vec gv = (Vec::loadu(ws.p[v] + o) * vA - Vec::loadu(ws.u + o)) * s;
         gv.store(g + o);
-        if (both_rows) gv.store(ws.g[1] + o);
       }
     }
   }
@@ -393,13 +426,13 @@ inline int64_t element_bytes(DType dt) {
   return dt == DType::kFloat64 ? 8 : dt == DType::kFloat32 ? 4 : dt == DType::kFloat16 || dt == DType::kBFloat16 ? 2 : 1;
 }
 
-// Starts loading the bins of cell (i, j) of sample b: every cache line they span
+// Starts loading the bins of cell (i, j) of the sample at `base`: every cache line they span
 // (contiguous bins only).
-inline void prefetch_bins(const MapView& v, int64_t element, int64_t b, int64_t i, int64_t j, int64_t bins,
+inline void prefetch_bins(const MapView& v, int64_t element, int64_t base, int64_t i, int64_t j, int64_t bins,
                           int64_t bin_stride) {
   if (bin_stride != 1) return;
   constexpr int64_t kLine = 64;
-  const char* cell = static_cast<const char*>(v.data) + (v.batch_offset(b) + i * v.row_stride + j * v.col_stride) * element;
+  const char* cell = static_cast<const char*>(v.data) + (base + i * v.row_stride + j * v.col_stride) * element;
   for (int64_t at = 0; at < bins * element; at += kLine) __builtin_prefetch(cell + at);
 }
 
@@ -418,6 +451,7 @@ struct PassOutputs {
   void* loss_map = nullptr;  // [batch, L, L]
   void* grad = nullptr;      // [batch, L, L, bins]
   const SoftmaxGradSource* src = nullptr;  // backward: the gradient's scales; else weights 1
+  const double* sample_grad_scale = nullptr;  // forward with grad: each sample's gradient times this
   double* partials = nullptr;
 };
 
@@ -426,8 +460,6 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
   const Problem& cells = pb.cells;
   const int64_t items = cells.L == 0 ? 0 : cells.batch * tile_pairs_per_sample(num_tiles(cells.L));
   const int64_t L = cells.L, C = pb.bins;
-  const int64_t k = cells.params.min_separation;
-  const Mode mode = cells.params.mode;
   const bool grad = out.grad != nullptr;
   double grad_scalar = 1.0;
   if (out.src != nullptr && out.src->grad_scalar != nullptr) {
@@ -445,37 +477,33 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
       acc_t scale = 1;
       if (out.src != nullptr && out.src->grad_scalar != nullptr)
         scale = static_cast<acc_t>(out.src->sample_stats[g.b * kNumSampleStats + kSampleScale] * grad_scalar);
+      else if (out.sample_grad_scale != nullptr)
+        scale = static_cast<acc_t>(out.sample_grad_scale[g.b]);
+      const SampleOffsets at = sample_offsets(pb, out.src, g.b);
       double loss_sum = 0, cell_count = 0;
       for (int r = 0; r < g.rows; ++r) {
         for (int c = g.diagonal ? r : 0; c < g.cols; ++c) {
           CellPair<acc_t> cp;
           cp.b = g.b;
+          cp.at = &at;
           cp.i = g.i0 + r;
           cp.j = g.j0 + c;
           cp.diagonal = cp.i == cp.j;
-          const bool admitted = admits(cp.i, cp.j, g.len, k);
           for (int x = 0; x < 2; ++x) {
             const int64_t ri = x == 0 ? cp.i : cp.j, rj = x == 0 ? cp.j : cp.i;
-            bool ok = admitted && in_triangle(mode, ri, rj) && !(x == 1 && cp.diagonal);
-            if (ok && cells.has_mask) ok = load_cell<acc_t>(cells.mask, DType::kUInt8, g.b, ri, rj) != acc_t(0);
             cp.bin[x] = 0;
-            if (ok && pb.target_kind != BinTarget::kSoft) {
-              const int64_t raw = load_bin_index(cells.target, pb.target_kind, g.b, ri, rj);
-              ok = !bin_ignored(cells.params, raw);
-              // In range when validated; clamped so that validate=False never reads out of bounds.
-              cp.bin[x] = ok ? std::min<int64_t>(std::max<int64_t>(raw, 0), C - 1) : 0;
-            }
+            const bool ok = !(x == 1 && cp.diagonal) && cell_counts(pb, at, ri, rj, g.len, cp.bin[x]);
             cp.valid[x] = ok ? acc_t(1) : acc_t(0);
             cp.loss_weight[x] = cp.valid[x];
             if (ok && cells.has_weight)
-              cp.loss_weight[x] *= load_cell<acc_t>(cells.weight, weight_dtype, g.b, ri, rj);
+              cp.loss_weight[x] *= load_cell<acc_t>(cells.weight, weight_dtype, at.weight, ri, rj);
             cp.weight[x] = grad ? cp.loss_weight[x] * scale : acc_t(0);
             if (grad && ok && out.src != nullptr && out.src->grad_scalar == nullptr)
-              cp.weight[x] *= load_cell<acc_t>(out.src->grad_map, cells.logits_dtype, g.b, ri, rj);
+              cp.weight[x] *= load_cell<acc_t>(out.src->grad_map, cells.logits_dtype, at.grad_map, ri, rj);
           }
           // The mirror cells of a tile row lie a map row apart (L * C values): too far for the
           // hardware prefetcher, so their bins are asked for two cell pairs ahead.
-          if (c + 2 < g.cols) prefetch_bins(cells.logits, element, g.b, g.j0 + c + 2, cp.i, C, pb.logits_bin_stride);
+          if (c + 2 < g.cols) prefetch_bins(cells.logits, element, at.logits, g.j0 + c + 2, cp.i, C, pb.logits_bin_stride);
           const bool any_valid = cp.valid[0] != acc_t(0) || cp.valid[1] != acc_t(0);
           acc_t loss[2] = {0, 0};
           const int64_t own = ((g.b * L + cp.i) * L + cp.j), mirror = ((g.b * L + cp.j) * L + cp.i);
@@ -500,8 +528,16 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
           visit_dtype(cells.logits_dtype, [&](auto tag) {
             using out_t = decltype(tag);
             if (grad) {
-              store_bins(ws.g[0], C, static_cast<out_t*>(out.grad) + own * C);
-              if (!cp.diagonal) store_bins(ws.g[1], C, static_cast<out_t*>(out.grad) + mirror * C);
+              out_t* own_row = static_cast<out_t*>(out.grad) + own * C;
+              out_t* mirror_row = static_cast<out_t*>(out.grad) + mirror * C;
+              store_bins(ws.g[0], C, own_row);
+              if (!cp.diagonal) {
+                if constexpr (K == Sharing::kSymmetric) {
+                  std::memcpy(mirror_row, own_row, C * sizeof(out_t));  // one row for both cells, converted once
+                } else {
+                  store_bins(ws.g[1], C, mirror_row);
+                }
+              }
             }
             if (out.loss_map != nullptr) {
               static_cast<out_t*>(out.loss_map)[own] = static_cast<out_t>(loss[0]);
@@ -537,12 +573,33 @@ inline void dispatch(const SoftmaxProblem& pb, const PassOutputs& out) {
 
 }  // namespace softmax
 
-void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit) {
+void softmax_forward(const SoftmaxProblem& pb, void* loss_map, double* partials, void* grad_unit,
+                     const double* sample_grad_scale) {
   softmax::PassOutputs out;
   out.loss_map = loss_map;
   out.grad = grad_unit;
+  out.sample_grad_scale = sample_grad_scale;
   out.partials = partials;
   softmax::dispatch(pb, out);
+}
+
+void softmax_sample_cells(const SoftmaxProblem& pb, double* cells_per_sample) {
+  const int64_t batch = pb.cells.batch, L = pb.cells.L;
+  std::vector<int64_t> per_row(batch * L, 0);
+  at::parallel_for(0, batch * L, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const int64_t b = r / L, i = r % L, len = sample_length(pb.cells, b);
+      const softmax::SampleOffsets at = softmax::sample_offsets(pb, nullptr, b);
+      int64_t n = 0, bin = 0;
+      for (int64_t j = 0; i < len && j < len; ++j) n += softmax::cell_counts(pb, at, i, j, len, bin);
+      per_row[r] = n;
+    }
+  });
+  for (int64_t b = 0; b < batch; ++b) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < L; ++i) n += per_row[b * L + i];
+    cells_per_sample[b] = static_cast<double>(n);
+  }
 }
 
 void softmax_backward(const SoftmaxProblem& pb, const SoftmaxGradSource& src, void* grad) {
