@@ -375,10 +375,10 @@ struct PairMath {
           loss[meet[k].cell] -= meet[k].share * weighted(ws.alpha[bin], phi);
           at[k] = bin;
           minus[k] = meet[k].weight * ws.alpha[bin] * F;
-          // 1 - p from the exps, without cancellation where p is close to 1: (sum - e) / sum, where
-          // sum - e is `others` for the largest bin and (1 - e) + others, at least 1, for any other.
-          const acc_t e = ws.p[v][bin];
-          q[k] = (ws.lp[v][bin] == norm[v].m ? norm[v].others : (acc_t(1) - e) + norm[v].others) * norm[v].inv;
+          // 1 - p from the exps, without cancellation where p is close to 1: (sum - e) / sum with
+          // sum - e = (1 - e) + others, a sum of two terms >= 0 (1 - e is 0 for the largest bin, exact
+          // for e >= 1/2).
+          q[k] = ((acc_t(1) - ws.p[v][bin]) + norm[v].others) * norm[v].inv;
           A += minus[k];
         }
         if (!grad) continue;
@@ -455,6 +455,9 @@ struct PassOutputs {
   double* partials = nullptr;
 };
 
+// How far ahead the mirror cells' bins are prefetched, in cell pairs.
+constexpr int kPrefetchAhead = 6;
+
 template <typename acc_t, Sharing K>
 void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
   const Problem& cells = pb.cells;
@@ -502,8 +505,14 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
               cp.weight[x] *= load_cell<acc_t>(out.src->grad_map, cells.logits_dtype, at.grad_map, ri, rj);
           }
           // The mirror cells of a tile row lie a map row apart (L * C values): too far for the
-          // hardware prefetcher, so their bins are asked for two cell pairs ahead.
-          if (c + 2 < g.cols) prefetch_bins(cells.logits, element, at.logits, g.j0 + c + 2, cp.i, C, pb.logits_bin_stride);
+          // hardware prefetcher, so their bins are asked for kAhead cell pairs ahead (into the next tile
+          // row at the end of one).
+          {
+            const int ahead = c + kPrefetchAhead, row = ahead < g.cols ? r : r + 1;
+            if (row < g.rows)
+              prefetch_bins(cells.logits, element, at.logits, g.j0 + (ahead < g.cols ? ahead : ahead - g.cols),
+                            g.i0 + row, C, pb.logits_bin_stride);
+          }
           const bool any_valid = cp.valid[0] != acc_t(0) || cp.valid[1] != acc_t(0);
           acc_t loss[2] = {0, 0};
           const int64_t own = ((g.b * L + cp.i) * L + cp.j), mirror = ((g.b * L + cp.j) * L + cp.i);
