@@ -416,7 +416,7 @@ def main(argv=None):
 
     cases = [(L, modes[0], dtype, True) for L in Ls]
     cases += [(at_L, m, dtype, False) for m in modes[1:]]
-    cases += [(at_L, modes[0], DTYPES[d], False) for d in extra_dtypes if DTYPES[d] != dtype]
+    cases += [(at_L, m, DTYPES[d], False) for d in extra_dtypes if DTYPES[d] != dtype for m in modes]
 
     timer = Timer(device)
     # A copy well beyond the caches (a CPU's last-level cache holds tens of MB).

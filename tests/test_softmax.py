@@ -418,3 +418,17 @@ def test_confident_bins_keep_the_relative_accuracy_of_their_small_loss():
     for gamma in (0.0, 0.5):
         compare(x, t, mode="none", gamma=gamma, reduction="none", rtol=1e-5, atol=0)
         compare(x / 2, t, mode="sum", gamma=gamma, reduction="none", rtol=1e-5, atol=0)
+
+
+def test_log_of_the_sum_of_exps_is_accurate_over_its_whole_range():
+    # log(sum of exps) = log1p(rest), rest in [0, C - 1]: the CPU forms it inline in two ranges
+    # (rest <= 1, and 2^k m above). Logit spreads from 0.001 (rest ~ C - 1) to 16 (rest ~ 1e-7) put
+    # every cell's rest somewhere else in that range; each cell's loss against float64.
+    C = 64
+    spread = torch.logspace(-3, 1.2, 24 * 24, dtype=torch.float64).reshape(1, 24, 24, 1)
+    x = (torch.randn(1, 24, 24, C, dtype=torch.float64) * spread).to(torch.float32)
+    t = x.argmax(-1)  # the likeliest bin: a loss as small as the rest, where its relative accuracy is hardest
+    t[0, ::2] = torch.randint(0, C, (12, 24))
+    loss = symfocal.sym_softmax_focal_loss(x, t, mode="none", reduction="none")
+    ref = reference.sym_softmax_focal_loss(x.double(), t, mode="none", reduction="none")
+    torch.testing.assert_close(loss.double(), ref, rtol=2e-6, atol=0)
