@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import symfocal  # noqa: E402
-from bench import Timer, copy_bandwidth, device_name, slug, summary, threads_per_core  # noqa: E402
+from bench import (Timer, copy_bandwidth, device_name, slug, summary, threads_per_core,  # noqa: E402
+                   transcendental_rate)
 from symfocal import _ops  # noqa: E402
 
 CPU_CASES = [(1, 256, 64), (1, 384, 64), (4, 256, 37)]
@@ -95,7 +96,7 @@ def saved_bytes(fn, x, bins, mask):
     return sum(seen.values())
 
 
-def run_case(fns, B, L, C, dtype, device, timer, repeats):
+def run_case(fns, B, L, C, dtype, device, timer, repeats, bandwidth, rate):
     inputs = make_inputs(B, L, C, dtype, device, 3)
 
     def step(fn, i):
@@ -111,9 +112,15 @@ def run_case(fns, B, L, C, dtype, device, timer, repeats):
     for i in range(repeats):
         for name, fn in fns.items():
             times[name].append(timer.time(lambda: step(fn, i)))
-    row = {"B": B, "L": L, "C": C, "dtype": str(dtype).replace("torch.", ""), "providers": {}}
+    # The least forward+backward can take here: read the logits and the bins, write the gradient, at
+    # the copy bandwidth; or the exps of one softmax a cell pair (mode sum) at torch.exp's rate.
+    element = torch.tensor([], dtype=dtype).element_size()
+    floor_bytes = 2 * B * L * L * C * element + B * L * L * inputs[0][1].element_size()
+    floor = 1e3 * max(floor_bytes / bandwidth, B * L * (L + 1) / 2 * C / rate)
+    row = {"B": B, "L": L, "C": C, "dtype": str(dtype).replace("torch.", ""), "floor_ms": floor, "providers": {}}
     for name, fn in fns.items():
         entry = summary(times[name])
+        entry["floor_fraction"] = floor / entry["median_ms"]
         x, bins, mask = inputs[0]
         entry["saved_MB"] = saved_bytes(fn, x, bins, mask) / 2**20
         if device.type == "cuda":
@@ -128,22 +135,22 @@ def run_case(fns, B, L, C, dtype, device, timer, repeats):
     if fused:
         for name, entry in row["providers"].items():
             entry["fused_speedup"] = entry["median_ms"] / fused["median_ms"]
-        # Forward reads the logits (and the bins), backward reads them again and writes the gradient.
-        element = torch.tensor([], dtype=dtype).element_size()
+        # On a GPU forward reads the logits (and the bins), backward reads them again and writes the gradient.
         fused["traffic_MB"] = (3 * B * L * L * C * element + 2 * B * L * L) / 2**20
     return row
 
 
 def table(rows, bandwidth):
-    lines = ["| B x L x L x C | dtype | provider | fwd+bwd ms (p20-p80) | fused speedup | saved for bwd MB |"
+    lines = ["| B x L x L x C | dtype | provider | fwd+bwd ms (p20-p80) | floor | fused speedup | saved for bwd MB |"
              + (" peak MB | fused GB/s (of copy) |" if any("peak_MB" in e for r in rows for e in r["providers"].values())
                 else ""),
-             "|---|---|---|---|---|---|" + ("---|---|" if any("peak_MB" in e for r in rows
+             "|---|---|---|---|---|---|---|" + ("---|---|" if any("peak_MB" in e for r in rows
                                                               for e in r["providers"].values()) else "")]
     for r in rows:
         for name, e in r["providers"].items():
             cell = (f"| {r['B']} x {r['L']} x {r['L']} x {r['C']} | {r['dtype']} | {name} | {e['median_ms']:.2f} "
-                    f"({e['p20_ms']:.2f}-{e['p80_ms']:.2f}) | {e['fused_speedup']:.2f}x | {e['saved_MB']:.1f} |")
+                    f"({e['p20_ms']:.2f}-{e['p80_ms']:.2f}) | {e['floor_fraction']:.1%} | {e['fused_speedup']:.2f}x | "
+                    f"{e['saved_MB']:.1f} |")
             if "peak_MB" in e:
                 rate = ""
                 if name == "fused":
@@ -174,6 +181,7 @@ def main(argv=None):
         cases, dtypes, repeats = [cases[1]], [torch.float32], min(repeats, 5)
     timer = Timer(device)
     bandwidth = copy_bandwidth(device, 512 * 2**20, timer, 10)
+    rate = transcendental_rate(device, timer, 10)
     fns = providers([n for n in args.providers.split(",") if n])
     name = device_name(device)
     out = Path(args.out)
@@ -183,22 +191,22 @@ def main(argv=None):
     rows = []
     for (B, L, C) in cases:
         for dtype in dtypes:
-            rows.append(run_case(fns, B, L, C, dtype, device, timer, repeats))
+            rows.append(run_case(fns, B, L, C, dtype, device, timer, repeats, bandwidth, rate))
             e = rows[-1]["providers"]
             print(f"[{B} x {L} x {L} x {C}, {rows[-1]['dtype']}] " + ", ".join(
                 f"{n} {v['median_ms']:.1f} ms" for n, v in e.items()), flush=True)
-            write(stem, name, device, rows, bandwidth, repeats, argv, start)  # after each case: a time limit keeps them
+            write(stem, name, device, rows, bandwidth, rate, repeats, argv, start)  # after each case: a time limit keeps them
     print(f"\n{name} ({device.type}), torch {torch.__version__}, {torch.get_num_threads()} threads\n"
           f"{table(rows, bandwidth)}")
     print(f"results written to {os.path.relpath(stem)}.json and .md")
     return rows
 
 
-def write(stem, name, device, rows, bandwidth, repeats, argv, start):
+def write(stem, name, device, rows, bandwidth, rate, repeats, argv, start):
     meta = {"device": device.type, "device_name": name, "torch": torch.__version__, "symfocal": symfocal.__version__,
             "cpu_isa": _ops.build_info().get("cpu_isa"), "threads": torch.get_num_threads(),
             "threads_per_core": threads_per_core(),
-            "copy_GBps": bandwidth / 1e9, "repeats": repeats, "python": platform.python_version(),
+            "copy_GBps": bandwidth / 1e9, "exp_per_s": rate, "repeats": repeats, "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "command": "python benchmarks/distogram.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "wall_s": time.perf_counter() - start}
@@ -206,7 +214,10 @@ def write(stem, name, device, rows, bandwidth, repeats, argv, start):
     Path(f"{stem}.md").write_text(
         f"# Distogram loss: fused vs OpenFold ({name})\n\n`{meta['command']}` on {meta['date']}: torch "
         f"{meta['torch']}, {meta['threads']} threads, {repeats} interleaved repeats, medians; mode sum, normalize "
-        f"sample, integer bins, a 90 % residue mask. Copy bandwidth {meta['copy_GBps']:.1f} GB/s.\n\n"
+        f"sample, integer bins, a 90 % residue mask. Copy bandwidth {meta['copy_GBps']:.1f} GB/s, torch.exp "
+        f"{meta['exp_per_s'] / 1e9:.2f} G/s; floor: the least forward+backward can take here (logits and bins read, "
+        f"gradient written, at the copy bandwidth, or one softmax's exps a cell pair at torch.exp's rate) over the "
+        f"provider's time. CPU kernels: {meta['cpu_isa']}, {meta['threads_per_core']} threads per core.\n\n"
         f"{table(rows, bandwidth)}\n")
 
 
