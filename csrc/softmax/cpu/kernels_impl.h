@@ -12,6 +12,7 @@
 #pragma once
 
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>  // vec_reduce_all (not included by every ISA's vec.h)
 
 #include <algorithm>
 #include <cmath>
