@@ -85,8 +85,9 @@ $(VENV)/.built: $(VENV)/.deps $(SOURCES) $(BUILD_STAMP)
 test: build
 	$(PY) -m pytest -q -m "not emulated and not slow" tests
 
+# Its tests keep one core each (the emulator runs a block on one thread): one process a core.
 test-emulated: build
-	$(PY) -m pytest -q -m emulated tests
+	$(PY) scripts/pytest_shards.py --logs build/test-emulated -- -q -m emulated tests
 
 bench: build
 	$(PY) benchmarks/bench.py

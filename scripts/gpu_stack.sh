@@ -43,4 +43,4 @@ TORCH_CUDA_ARCH_LIST=9.0 FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-2} SYMFOCAL_DEBUG_INF
   SYMFOCAL_CPU_ISAS=native $QUIETLY "gpu-stack: build" build/build.log -- "$VENV/bin/python" setup.py build_ext --inplace
 cp build/build.log build/ptxas.log  # the resource report tests/test_cuda_build.py reads
 git -C "$ROOT" rev-parse HEAD > build/source-commit 2>/dev/null || true
-PYTHONPATH=$TREE "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not emulated" tests
+PYTHONPATH=$TREE "$VENV/bin/python" -m pytest -q -p no:cacheprovider -m "not emulated and not slow" tests

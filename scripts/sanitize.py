@@ -4,12 +4,12 @@ In a copy of the working tree (build/sanitize/tree), symfocal._C is built for th
 SYMFOCAL_SANITIZE=1 (setup.py: -fsanitize=address,undefined, every UB check fatal), and the emulator
 of the CUDA kernels the same way (tests/cuda_emulation.py); then, with libasan preloaded into Python
 (which is not built with it):
-  1. the CPU suite (pytest -m "not emulated"), minus the tests that compile or install things rather
+  1. the CPU suite (pytest -m "not emulated and not slow": the soak's long run is make soak's), minus the tests that compile or install things rather
      than run the kernels (DESELECT below);
   2. the kernel tests once more with ATen's portable CPU capability, so that the portable kernels run too
      (the first run takes this processor's widest instruction set);
   3. the emulated CUDA kernels' tests that reach every kernel path (EMULATED_SELECTION; --whole: all
-     of EMULATED_FILES): the emulator checks each global access against the tensors' bounds, ASan the rest.
+     of EMULATED_FILES), one process a core: the emulator checks each global access against the tensors' bounds, ASan the rest.
 A report (what ran, how long, the sanitizers' findings) goes to build/sanitize/report.md, each
 sanitizer's own reports to build/sanitize/reports/; the first finding stops its step and fails the run.
 """
@@ -119,19 +119,23 @@ def main() -> int:
                ASAN_OPTIONS=f"detect_leaks=0:protect_shadow_gap=0:halt_on_error=1:allocator_may_return_null=1:"
                             f"log_path={reports / 'asan'}",
                UBSAN_OPTIONS=f"halt_on_error=1:print_stacktrace=1:log_path={reports / 'ubsan'}")
-    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra"]
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=-ra", "--durations=15"]
     steps = []
     if args.quick:
         steps.append(("CPU kernel tests", pytest + ["-m", "not emulated", *PORTABLE_SUBSET], env))
     else:
-        steps.append(("the CPU suite", pytest + ["-m", "not emulated", "tests", *[f"--deselect={d}" for d in DESELECT]],
+        steps.append(("the CPU suite", pytest + ["-m", "not emulated and not slow", "tests",
+                                                 *[f"--deselect={d}" for d in DESELECT]],
                       env))
         # (torch.compile's own C++ code does not build with ATen's capability forced down: not our kernels.)
         steps.append(("the CPU kernel tests, portable kernels",
                       pytest + ["-m", "not emulated", "-k", "not compile", *PORTABLE_SUBSET],
                       dict(env, ATEN_CPU_CAPABILITY="default")))
     selection = [] if args.whole else ["-k", EMULATED_SELECTION]
-    steps.append(("the emulated CUDA kernels", pytest + ["-m", "emulated", *selection, *EMULATED_FILES], env))
+    # One process a core (scripts/pytest_shards.py): the emulator runs on one thread.
+    shards = [sys.executable, str(ROOT / "scripts" / "pytest_shards.py"), "--logs", str(WORK / "shards"), "--"]
+    steps.append(("the emulated CUDA kernels", shards + pytest[3:] + ["-m", "emulated", *selection, *EMULATED_FILES],
+                  env))
     report, failed = [], False
     for i, (name, cmd, step_env) in enumerate(steps, 1):
         log = WORK / f"step{i}.log"

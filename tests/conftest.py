@@ -27,3 +27,15 @@ def _fresh_seed(request):
 @pytest.fixture(scope="session", autouse=True)
 def _extension_is_built():
     assert symfocal.extension_available(), "the compiled extension did not load: build it (make build)"
+
+
+def pytest_collection_modifyitems(config, items):
+    # SYMFOCAL_TEST_SHARD=k/n (scripts/pytest_shards.py): this process runs every n-th test from
+    # the k-th, so that n processes share a suite whose tests use one core each (the emulated CUDA
+    # kernels). Round-robin over the collection order spreads a test's parametrizations over all.
+    shard = os.environ.get("SYMFOCAL_TEST_SHARD")
+    if not shard:
+        return
+    k, n = (int(part) for part in shard.split("/"))
+    config.hook.pytest_deselected(items=[item for index, item in enumerate(items) if index % n != k])
+    items[:] = [item for index, item in enumerate(items) if index % n == k]
