@@ -150,6 +150,9 @@ def make_providers(names, mode, reduction, target_dtype):
     if "eager" in names:
         providers["eager"] = lambda x, y: reference.sym_focal_loss(x, y, validate=False, **kw)
     if "compiled" in names:
+        # Each case compiles afresh: the cases share one function, and dynamo stops compiling it after
+        # its recompile limit (8 guards' worth of shapes, dtypes and modes), running it eagerly.
+        torch._dynamo.reset()
         compiled = torch.compile(functools.partial(reference.sym_focal_loss, validate=False, **kw))
         providers["compiled"] = compiled
     if "torchvision" in names and mode == "none":
