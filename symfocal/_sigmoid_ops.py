@@ -7,7 +7,8 @@ import math
 
 import torch
 
-from ._ops import _loss_dtype, _no_double_backward, _scaled_grad_unit, _setup_nothing, _setup_train_context
+from ._ops import (_loss_dtype, _no_double_backward, _scaled_grad_unit, _setup_nothing, _setup_train_context,
+                   register_autograd)
 
 OPTION_NAMES = ("mode", "alpha", "gamma", "pos_weight", "label_smoothing", "min_separation",
                 "symmetry_weight", "penalty", "huber_delta", "reduction", "normalize", "ignore_index")
@@ -52,7 +53,7 @@ def _backward(ctx, grad_loss, _grad_stats):
     return (grad,) + (None,) * (7 + len(OPTION_NAMES))
 
 
-torch.library.register_autograd("symfocal::forward", _backward, setup_context=_setup_context)
+register_autograd("symfocal::forward", _backward, setup_context=_setup_context)
 
 
 # The CPU's training forward (csrc/sigmoid/ops.cpp): it also returns the gradient of
@@ -83,8 +84,8 @@ def _backward_train(ctx, grad_loss, _grad_stats, _grad_unit):
     return _scaled_grad_unit(ctx, grad_loss, scale_of)
 
 
-torch.library.register_autograd("symfocal::forward_train", _backward_train,
+register_autograd("symfocal::forward_train", _backward_train,
                                 setup_context=_setup_binary_train_context)
 
 
-torch.library.register_autograd("symfocal::backward", _no_double_backward, setup_context=_setup_nothing)
+register_autograd("symfocal::backward", _no_double_backward, setup_context=_setup_nothing)

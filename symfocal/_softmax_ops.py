@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from ._ops import _loss_dtype, _no_double_backward, _scaled_grad_unit, _setup_nothing, _setup_train_context
+from ._ops import (_loss_dtype, _no_double_backward, _scaled_grad_unit, _setup_nothing, _setup_train_context,
+                   register_autograd)
 
 OPTION_NAMES = ("mode", "gamma", "label_smoothing", "min_separation", "reduction", "normalize", "ignore_index")
 
@@ -45,7 +46,7 @@ def _softmax_backward(ctx, grad_loss, _grad_stats):
     return (grad,) + (None,) * (6 + len(OPTION_NAMES))
 
 
-torch.library.register_autograd("symfocal::softmax_forward", _softmax_backward,
+register_autograd("symfocal::softmax_forward", _softmax_backward,
                                 setup_context=_softmax_setup_context)
 
 
@@ -67,8 +68,8 @@ def _softmax_backward_train(ctx, grad_loss, _grad_stats, _grad_unit):
     return _scaled_grad_unit(ctx, grad_loss, scale_of)
 
 
-torch.library.register_autograd("symfocal::softmax_forward_train", _softmax_backward_train,
+register_autograd("symfocal::softmax_forward_train", _softmax_backward_train,
                                 setup_context=_setup_train_context)
 
 
-torch.library.register_autograd("symfocal::softmax_backward", _no_double_backward, setup_context=_setup_nothing)
+register_autograd("symfocal::softmax_backward", _no_double_backward, setup_context=_setup_nothing)

@@ -69,8 +69,8 @@ def sym_focal_loss(
                                         normalizer=normalizer, validate=False, **options)
     args = op_arguments(logits, target, lengths, mask, normalizer, weight=weight, **options)
     if _train_on_cpu(logits, reduction, symmetry_weight):
-        return torch.ops.symfocal.forward_train(*args)[0]
-    return torch.ops.symfocal.forward(*args)[0]
+        return _ops.call(torch.ops.symfocal.forward_train, *args)[0]
+    return _ops.call(torch.ops.symfocal.forward, *args)[0]
 
 
 def op_arguments(logits, target, lengths, mask, normalizer=None, *, weight=None, mode, alpha, gamma, pos_weight,

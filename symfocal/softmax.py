@@ -68,8 +68,8 @@ def sym_softmax_focal_loss(
     args = softmax_op_arguments(logits, target, lengths, mask, weight, normalizer, **options)
     x = args[0]
     if x.device.type == "cpu" and x.requires_grad and torch.is_grad_enabled() and reduction != "none":
-        return torch.ops.symfocal.softmax_forward_train(*args)[0]
-    return torch.ops.symfocal.softmax_forward(*args)[0]
+        return _ops.call(torch.ops.symfocal.softmax_forward_train, *args)[0]
+    return _ops.call(torch.ops.symfocal.softmax_forward, *args)[0]
 
 
 def softmax_op_arguments(logits, target, lengths, mask, weight, normalizer, *, mode, gamma, alpha, label_smoothing,
