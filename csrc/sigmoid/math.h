@@ -71,12 +71,15 @@ SYMFOCAL_HOST_DEVICE V weighted(const V& w, const V& v) {
 template <typename V>
 struct FocalCoefs {
   V alpha, one_minus_alpha, gamma, pos_weight;
+  V hard_pos, hard_neg;  // focal_hard's c for t = 1 and t = 0: pos_weight a_1 and a_0
   bool has_alpha;
   explicit SYMFOCAL_HOST_DEVICE FocalCoefs(const Params& p)
       : alpha(V(p.alpha)),
         one_minus_alpha(V(1.0 - p.alpha)),
         gamma(V(p.gamma)),
         pos_weight(V(p.pos_weight)),
+        hard_pos(p.has_alpha ? pos_weight * alpha : pos_weight),
+        hard_neg(p.has_alpha ? one_minus_alpha : V(1.0)),
         has_alpha(p.has_alpha) {}
 };
 
@@ -181,9 +184,8 @@ SYMFOCAL_HOST_DEVICE void focal_hard(const V& z, const V& t, const FocalCoefs<V>
   const V m = sf_select(right, e * r, r);    // 1 - p_t
   const V p_t = sf_select(right, r, e * r);
   const V log1p_e = log1p_small(e, u, r);
-  const V ce = sf_max(zero - s, zero) + log1p_e;  // softplus(-s) = -log p_t
-  V c = sf_select(positive, k.pos_weight, one);
-  if (k.has_alpha) c = c * sf_select(positive, k.alpha, k.one_minus_alpha);
+  const V ce = sf_select(right, zero, zero - s) + log1p_e;  // softplus(-s) = max(-s, 0) + log1p(e) = -log p_t
+  const V c = sf_select(positive, k.hard_pos, k.hard_neg);
   V mod;  // (1 - p_t)^gamma
   if (G == GammaKind::kZero) {
     mod = one;

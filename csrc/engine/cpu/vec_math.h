@@ -35,36 +35,59 @@ inline Vectorized<T> sf_select(const Vectorized<T>& cond, const Vectorized<T>& a
   return Vectorized<T>::blendv(b, a, cond);
 }
 
+template <typename T>
+inline Vectorized<T> sf_fmadd(const Vectorized<T>& a, const Vectorized<T>& b, const Vectorized<T>& c) {
+  return at::vec::fmadd(a, b, c);
+}
+
 // log1p(e) for e in [0, 1], the softplus's log of every cell: inline (an out-of-line SLEEF call
 // spills every live vector register around it), a polynomial on the reduced argument with no
 // division. e <= sqrt(2) - 1: log1p(e) = P(e), e itself the argument, so small e keeps its relative
 // accuracy; else log1p(e) = log(2) + P((e - 1) / 2), (1 + e) / 2 - 1 in [-0.293, 0]. P is Cephes'
 // logf polynomial (log(1 + x) = x - x^2/2 + x^3 Q(x) on [sqrt(1/2) - 1, sqrt(2) - 1]), log(2) split
 // in two so that the sum rounds once: at most 2 ulp, tested against float64 at the extremes
-// (tests/test_cpu_math.py). u and r (1 + e, its reciprocal) are what the double version needs.
-inline Vectorized<float> log1p_small(const Vectorized<float>& e, const Vectorized<float>&,
-                                     const Vectorized<float>&) {
-  using V = Vectorized<float>;
-  const V one(1.0f), half(0.5f);
-  const V upper = e > V(0.41421356237f);
-  const V x = V::blendv(e, (e - one) * half, upper);
-  const V k = V::blendv(V(0.0f), one, upper);
+// (tests/test_cpu_math.py). V: ATen's Vectorized<float> or mask_vec.h's MaskVec.
+template <typename V>
+inline V log1p_poly(const V& e) {
+  const V zero(0.0f), one(1.0f), half(0.5f);
+  const auto upper = e > V(0.41421356237f);
+  const V x = sf_select(upper, (e - one) * half, e);
+  const V k = sf_select(upper, one, zero);
   V y(7.0376836292e-2f);
-  y = at::vec::fmadd(y, x, V(-1.1514610310e-1f));
-  y = at::vec::fmadd(y, x, V(1.1676998740e-1f));
-  y = at::vec::fmadd(y, x, V(-1.2420140846e-1f));
-  y = at::vec::fmadd(y, x, V(1.4249322787e-1f));
-  y = at::vec::fmadd(y, x, V(-1.6668057665e-1f));
-  y = at::vec::fmadd(y, x, V(2.0000714765e-1f));
-  y = at::vec::fmadd(y, x, V(-2.4999993993e-1f));
-  y = at::vec::fmadd(y, x, V(3.3333331174e-1f));
+  y = sf_fmadd(y, x, V(-1.1514610310e-1f));
+  y = sf_fmadd(y, x, V(1.1676998740e-1f));
+  y = sf_fmadd(y, x, V(-1.2420140846e-1f));
+  y = sf_fmadd(y, x, V(1.4249322787e-1f));
+  y = sf_fmadd(y, x, V(-1.6668057665e-1f));
+  y = sf_fmadd(y, x, V(2.0000714765e-1f));
+  y = sf_fmadd(y, x, V(-2.4999993993e-1f));
+  y = sf_fmadd(y, x, V(3.3333331174e-1f));
   const V z = x * x;
   y = y * x * z;
-  y = at::vec::fmadd(k, V(-2.12194440e-4f), y);
-  y = at::vec::fmadd(V(-0.5f), z, y);
-  return at::vec::fmadd(k, V(0.693359375f), x + y);
+  y = sf_fmadd(k, V(-2.12194440e-4f), y);
+  y = sf_fmadd(V(-0.5f), z, y);
+  return sf_fmadd(k, V(0.693359375f), x + y);
+}
+// math.h's log1p_small(e, u, r) for float vectors: the polynomial (u and r, 1 + e and its
+// reciprocal, are what the double version needs).
+inline Vectorized<float> log1p_small(const Vectorized<float>& e, const Vectorized<float>&,
+                                     const Vectorized<float>&) {
+  return log1p_poly(e);
 }
 
 }  // namespace symfocal
+
+#if defined(CPU_CAPABILITY_AVX512)
+#include "engine/cpu/mask_vec.h"
+namespace symfocal {
+namespace cpu {
+namespace CPU_CAPABILITY {
+namespace mask_vec {
+inline MaskVec log1p_small(const MaskVec& e, const MaskVec&, const MaskVec&) { return log1p_poly(e); }
+}  // namespace mask_vec
+}  // namespace CPU_CAPABILITY
+}  // namespace cpu
+}  // namespace symfocal
+#endif
 
 #include "sigmoid/math.h"

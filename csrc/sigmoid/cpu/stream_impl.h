@@ -21,6 +21,26 @@ namespace CPU_CAPABILITY {
 
 constexpr int kStreamChunk = 512;
 
+// The loop's value type: float lanes with mask-register comparisons on AVX-512 (mask_vec.h),
+// ATen's vectors elsewhere.
+template <typename acc_t>
+struct StreamLanes {
+  using type = Vectorized<acc_t>;
+};
+#if defined(CPU_CAPABILITY_AVX512)
+template <>
+struct StreamLanes<float> {
+  using type = MaskVec;
+};
+#endif
+template <typename acc_t>
+using StreamVec = typename StreamLanes<acc_t>::type;
+#if defined(CPU_CAPABILITY_AVX512)
+using MaskVecOrNone = MaskVec;
+#else
+using MaskVecOrNone = void;
+#endif
+
 template <typename acc_t>
 struct alignas(64) StreamBuf {
   acc_t x[kStreamChunk], t[kStreamChunk];
@@ -102,14 +122,20 @@ struct StreamCall {
 
 // One chunk of a row: columns [j0, j0 + n), all within one span.
 template <GammaKind G, bool Hard, bool PerCell, Store S, typename acc_t>
-void stream_chunk(const Problem& pb, const StreamCall<acc_t>& call, const FocalCoefs<Vectorized<acc_t>>& k,
+void stream_chunk(const Problem& pb, const StreamCall<acc_t>& call, const FocalCoefs<StreamVec<acc_t>>& k,
                   acc_t scale, const int64_t* offsets, int64_t b, int64_t i, int64_t j0, int n, acc_t* out_row,
                   StreamBuf<acc_t>& buf, double* sums) {
-  using Vec = Vectorized<acc_t>;
+  using Vec = StreamVec<acc_t>;
   constexpr int W = Vec::size();
   const Params& prm = pb.params;
   const acc_t* x = read_row(pb.logits, pb.logits_dtype, offsets[0], i, j0, n, buf.x);
-  const acc_t* t = read_row(pb.target, pb.target_dtype, offsets[1], i, j0, n, buf.t);
+  // Hard bool targets at unit stride on AVX-512: read as bytes in the loop (MaskVec::load_bool).
+  const uint8_t* t_bool = nullptr;
+  if constexpr (Hard && std::is_same_v<Vec, MaskVecOrNone>) {
+    if (pb.target.col_stride == 1 && !prm.has_ignore_index)
+      t_bool = static_cast<const uint8_t*>(pb.target.data) + offsets[1] + i * pb.target.row_stride + j0;
+  }
+  const acc_t* t = t_bool != nullptr ? nullptr : read_row(pb.target, pb.target_dtype, offsets[1], i, j0, n, buf.t);
   const acc_t* count = nullptr;
   const acc_t* term = nullptr;
   if constexpr (PerCell) {
@@ -149,31 +175,49 @@ void stream_chunk(const Problem& pb, const StreamCall<acc_t>& call, const FocalC
   }
   acc_t* out = nullptr;
   if constexpr (S != Store::kNothing) out = out_row != nullptr ? out_row + j0 : buf.out;
-  const Vec uniform(scale), grad_scale(call.grad_store_scale);
+  // Without per-cell weights every cell has the same weight, and its gradient's weight is formed once.
+  const Vec uniform(scale), grad_scale(call.grad_store_scale), uniform_grad = uniform * grad_scale;
   Vec s_focal(0), s_cells(0), s_target(0);
-  for (int o = 0; o < n; o += W) {
-    const int cnt = std::min(W, n - o);
-    const Vec xv = Vec::loadu(x + o, cnt), tv = Vec::loadu(t + o, cnt);
-    Vec wc, wt;
-    if constexpr (PerCell) {
-      wc = Vec::loadu(count + o, cnt);  // 0 past the chunk's end
-      wt = term == count ? wc : Vec::loadu(term + o, cnt);
-    } else {
-      wc = cnt == W ? uniform : Vec::set(Vec(0), uniform, cnt);
-      wt = wc;
+  auto run = [&](auto load_target) {
+    for (int o = 0; o < n; o += W) {
+      const int cnt = std::min(W, n - o);
+      const Vec xv = Vec::loadu(x + o, cnt), tv = load_target(o, cnt);
+      Vec wc, wt;
+      if constexpr (PerCell) {
+        wc = Vec::loadu(count + o, cnt);  // 0 past the chunk's end
+        wt = term == count ? wc : Vec::loadu(term + o, cnt);
+      } else {
+        wc = cnt == W ? uniform : Vec::set(Vec(0), uniform, cnt);
+        wt = wc;
+      }
+      Vec l, d;
+      if constexpr (Hard) {
+        focal_hard<G>(xv, tv, k, l, d);
+      } else {
+        focal_term<G>(xv, tv, k, l, d);
+      }
+      l = weighted(wt, l);
+      if constexpr (S == Store::kGrad) {
+        if constexpr (PerCell) {
+          (weighted(wt, d) * grad_scale).store(out + o, cnt);
+        } else {  // (the lanes past the chunk's end are not stored)
+          weighted(uniform_grad, d).store(out + o, cnt);
+        }
+      }
+      if constexpr (S == Store::kLossMap) l.store(out + o, cnt);
+      s_focal = s_focal + l;
+      s_cells = s_cells + wc;
+      s_target = s_target + wc * tv;
     }
-    Vec l, d;
-    if constexpr (Hard) {
-      focal_hard<G>(xv, tv, k, l, d);
+  };
+  if constexpr (Hard && std::is_same_v<Vec, MaskVecOrNone>) {
+    if (t_bool != nullptr) {  // bool targets read as they are, no widened copy
+      run([&](int o, int cnt) { return Vec::load_bool(t_bool + o, cnt); });
     } else {
-      focal_term<G>(xv, tv, k, l, d);
+      run([&](int o, int cnt) { return Vec::loadu(t + o, cnt); });
     }
-    l = weighted(wt, l);
-    if constexpr (S == Store::kGrad) (weighted(wt, d) * grad_scale).store(out + o, cnt);
-    if constexpr (S == Store::kLossMap) l.store(out + o, cnt);
-    s_focal = s_focal + l;
-    s_cells = s_cells + wc;
-    s_target = s_target + wc * tv;
+  } else {
+    run([&](int o, int cnt) { return Vec::loadu(t + o, cnt); });
   }
   const Vec* acc[3] = {&s_focal, &s_cells, &s_target};
   const int slot[3] = {kFocalSum, kCellCount, kTargetSum};
@@ -196,7 +240,7 @@ void stream_rows(const Problem& pb, const StreamCall<acc_t>& call, int64_t b, in
                               pb.has_mask ? pb.mask.batch_offset(b) : 0,
                               call.scales.grad_map != nullptr ? call.scales.grad_map->batch_offset(b) : 0,
                               pb.has_weight ? pb.weight.batch_offset(b) : 0};
-  const FocalCoefs<Vectorized<acc_t>> k(params_of_sample(pb, b));
+  const FocalCoefs<StreamVec<acc_t>> k(params_of_sample(pb, b));
   const acc_t scale = call.sample_scales != nullptr
                           ? static_cast<acc_t>(call.sample_scales[b] * call.grad_value)
                           : call.scales.focal;
