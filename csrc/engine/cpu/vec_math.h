@@ -90,4 +90,36 @@ inline MaskVec log1p_small(const MaskVec& e, const MaskVec&, const MaskVec&) { r
 }  // namespace symfocal
 #endif
 
+namespace symfocal {
+namespace cpu {
+namespace CPU_CAPABILITY {
+// The value type of the kernels' hot loops: mask_vec.h's MaskVec for float on AVX-512, ATen's
+// Vectorized elsewhere (both serve sigmoid/math.h's formulas and the sf_* primitives).
+template <typename acc_t>
+struct Lanes {
+  using type = Vectorized<acc_t>;
+};
+#if defined(CPU_CAPABILITY_AVX512)
+template <>
+struct Lanes<float> {
+  using type = MaskVec;
+};
+using MaskVecOrNone = MaskVec;  // for code that only MaskVec serves
+#else
+using MaskVecOrNone = void;
+#endif
+template <typename acc_t>
+using LaneVec = typename Lanes<acc_t>::type;
+// The same lanes as ATen's vector (for its reductions and conversions).
+template <typename T>
+inline Vectorized<T> as_aten(const Vectorized<T>& v) {
+  return v;
+}
+#if defined(CPU_CAPABILITY_AVX512)
+inline Vectorized<float> as_aten(const MaskVec& v) { return Vectorized<float>(v.v); }
+#endif
+}  // namespace CPU_CAPABILITY
+}  // namespace cpu
+}  // namespace symfocal
+
 #include "sigmoid/math.h"

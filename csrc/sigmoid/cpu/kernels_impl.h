@@ -20,6 +20,7 @@
 
 #include "engine/tiles.h"
 #include "engine/cpu/kernels.h"
+#include "engine/cpu/prefetch.h"
 #include "engine/cpu/visit_dtype.h"
 #include "engine/cpu/vec_math.h"
 
@@ -98,16 +99,16 @@ void prefetch_tiles(const MapView& v, const Geometry& g) {
   const int64_t rs = v.row_stride * static_cast<int64_t>(sizeof(src_t));
   const int64_t cs = v.col_stride * static_cast<int64_t>(sizeof(src_t));
   if (cs != static_cast<int64_t>(sizeof(src_t))) {
-    for (int r = 0; r < g.rows; ++r) __builtin_prefetch(base + (g.i0 + r) * rs + g.j0 * cs);
-    for (int c = 0; c < g.cols; ++c) __builtin_prefetch(base + (g.j0 + c) * rs + g.i0 * cs);
+    for (int r = 0; r < g.rows; ++r) prefetch_line(base + (g.i0 + r) * rs + g.j0 * cs);
+    for (int c = 0; c < g.cols; ++c) prefetch_line(base + (g.j0 + c) * rs + g.i0 * cs);
     return;
   }
   const int own_bytes = g.cols * static_cast<int>(sizeof(src_t));
   const int mirror_bytes = g.rows * static_cast<int>(sizeof(src_t));
   for (int r = 0; r < g.rows; ++r)
-    for (int b = 0; b < own_bytes; b += kLine) __builtin_prefetch(base + (g.i0 + r) * rs + g.j0 * cs + b);
+    for (int b = 0; b < own_bytes; b += kLine) prefetch_line(base + (g.i0 + r) * rs + g.j0 * cs + b);
   for (int c = 0; c < g.cols; ++c)
-    for (int b = 0; b < mirror_bytes; b += kLine) __builtin_prefetch(base + (g.j0 + c) * rs + g.i0 * cs + b);
+    for (int b = 0; b < mirror_bytes; b += kLine) prefetch_line(base + (g.j0 + c) * rs + g.i0 * cs + b);
 }
 
 template <typename acc_t>

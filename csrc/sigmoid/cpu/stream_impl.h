@@ -21,25 +21,9 @@ namespace CPU_CAPABILITY {
 
 constexpr int kStreamChunk = 512;
 
-// The loop's value type: float lanes with mask-register comparisons on AVX-512 (mask_vec.h),
-// ATen's vectors elsewhere.
+// The loop's value type: vec_math.h's LaneVec (mask-register lanes for float on AVX-512).
 template <typename acc_t>
-struct StreamLanes {
-  using type = Vectorized<acc_t>;
-};
-#if defined(CPU_CAPABILITY_AVX512)
-template <>
-struct StreamLanes<float> {
-  using type = MaskVec;
-};
-#endif
-template <typename acc_t>
-using StreamVec = typename StreamLanes<acc_t>::type;
-#if defined(CPU_CAPABILITY_AVX512)
-using MaskVecOrNone = MaskVec;
-#else
-using MaskVecOrNone = void;
-#endif
+using StreamVec = LaneVec<acc_t>;
 
 template <typename acc_t>
 struct alignas(64) StreamBuf {

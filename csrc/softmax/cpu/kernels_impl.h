@@ -24,6 +24,7 @@
 #include "softmax/types.h"
 #include "engine/tiles.h"
 #include "engine/cpu/kernels.h"
+#include "engine/cpu/prefetch.h"
 #include "engine/cpu/vec_math.h"
 #include "engine/cpu/visit_dtype.h"
 // After vec_math.h: its templates find the vector primitives.
@@ -179,14 +180,15 @@ struct SoftmaxNorm {
 // accuracy of a small loss where one bin holds nearly all the mass (sum = 1 +
 // rest would round the rest away); (z - m) - log_sum, not z - (m + log_sum),
 // for the same reason.
+// (On AVX-512 in mask-register lanes with vscalefps's exp: engine/cpu/mask_vec.h.)
 template <typename acc_t>
 SoftmaxNorm<acc_t> softmax_exps(acc_t* z, acc_t* p, int bins, int padded) {
-  using Vec = Vectorized<acc_t>;
+  using Vec = LaneVec<acc_t>;
   constexpr int W = Vec::size();
   for (int c = bins; c < padded; ++c) z[c] = z[0];  // neutral for the max
   Vec mx = Vec::loadu(z);
   for (int o = W; o < padded; o += W) mx = sf_max(mx, Vec::loadu(z + o));
-  const acc_t m_scalar = lane_max(mx);
+  const acc_t m_scalar = lane_max(as_aten(mx));
   // A NaN logit makes every probability and log probability NaN (exp_u20 does not carry NaN through).
   if (m_scalar != m_scalar) {
     for (int o = 0; o < padded; o += W) Vec(m_scalar).store(p + o);
@@ -197,18 +199,18 @@ SoftmaxNorm<acc_t> softmax_exps(acc_t* z, acc_t* p, int bins, int padded) {
   Vec rest(0), ties(0);
   for (int o = 0; o < padded; o += W) {
     const Vec v = Vec::loadu(z + o);
-    const Vec at_max = v == m;
+    const auto at_max = v == m;
     Vec e = sf_exp(v - m);
-    Vec tie = Vec::blendv(zero, one, at_max);
+    Vec tie = sf_select(at_max, one, zero);
     if (o + W > bins) {
       e = Vec::set(zero, e, bins - o);
       tie = Vec::set(zero, tie, bins - o);
     }
     e.store(p + o);
-    rest = rest + Vec::blendv(e, zero, at_max);
+    rest = rest + sf_select(at_max, zero, e);
     ties = ties + tie;
   }
-  const acc_t others = lane_sum(rest) + (lane_sum(ties) - acc_t(1));
+  const acc_t others = lane_sum(as_aten(rest)) + (lane_sum(as_aten(ties)) - acc_t(1));
   return {m_scalar, log1p_of_rest(others), acc_t(1) / (acc_t(1) + others), others};
 }
 
@@ -459,7 +461,22 @@ inline void prefetch_bins(const MapView& v, int64_t element, int64_t base, int64
   if (bin_stride != 1) return;
   constexpr int64_t kLine = 64;
   const char* cell = static_cast<const char*>(v.data) + (base + i * v.row_stride + j * v.col_stride) * element;
-  for (int64_t at = 0; at < bins * element; at += kLine) __builtin_prefetch(cell + at);
+  for (int64_t at = 0; at < bins * element; at += kLine) prefetch_line(cell + at);
+}
+
+// The same for the gradient rows of cells (i, j) and (j, i) of sample b ([batch, L, L, bins]
+// contiguous), which are about to be written: in a step that finds them out of cache (a training
+// step's other work in between), each mirror row's read for ownership otherwise stalls the stores.
+inline void prefetch_grad_rows(void* grad, int64_t element, int64_t b, int64_t L, int64_t i, int64_t j,
+                               int64_t bins) {
+  constexpr int64_t kLine = 64;
+  const char* base = static_cast<const char*>(grad);
+  const char* own = base + ((b * L + i) * L + j) * bins * element;
+  const char* mirror = base + ((b * L + j) * L + i) * bins * element;
+  for (int64_t at = 0; at < bins * element; at += kLine) {
+    prefetch_line_for_write(own + at);
+    prefetch_line_for_write(mirror + at);
+  }
 }
 
 template <typename out_t, typename acc_t>
@@ -495,7 +512,7 @@ struct PassOutputs {
 };
 
 // How far ahead the mirror cells' bins are prefetched, in cell pairs.
-constexpr int kPrefetchAhead = 6;
+constexpr int kPrefetchAhead = 16;
 
 template <typename acc_t, Sharing K>
 void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
@@ -545,12 +562,16 @@ void run_pass(const SoftmaxProblem& pb, const PassOutputs& out) {
           }
           // The mirror cells of a tile row lie a map row apart (L * C values): too far for the
           // hardware prefetcher, so their bins are asked for kAhead cell pairs ahead (into the next tile
-          // row at the end of one).
+          // row at the end of one); the own cells' too, since a tile row's are only a few kB apart
+          // from the next row's (measured: a tenth of a step still waited on them).
           {
             const int ahead = c + kPrefetchAhead, row = ahead < g.cols ? r : r + 1;
-            if (row < g.rows)
-              prefetch_bins(cells.logits, element, at.logits, g.j0 + (ahead < g.cols ? ahead : ahead - g.cols),
-                            g.i0 + row, C, pb.logits_bin_stride);
+            if (row < g.rows) {
+              const int64_t col = g.j0 + (ahead < g.cols ? ahead : ahead - g.cols);
+              prefetch_bins(cells.logits, element, at.logits, col, g.i0 + row, C, pb.logits_bin_stride);
+              prefetch_bins(cells.logits, element, at.logits, g.i0 + row, col, C, pb.logits_bin_stride);
+              if (grad) prefetch_grad_rows(out.grad, element, g.b, L, g.i0 + row, col, C);
+            }
           }
           const bool any_valid = cp.valid[0] != acc_t(0) || cp.valid[1] != acc_t(0);
           acc_t loss[2] = {0, 0};
