@@ -273,3 +273,34 @@ def test_softmax_bins_at_minus_inf_give_the_limits(softmax, mode, kind, gamma):
     assert torch.isfinite(grad).all()
     scale = ref_grad.abs().amax()
     torch.testing.assert_close(grad.double() / scale, ref_grad / scale, rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("isa", ["default", "avx2"])
+def test_a_nan_logit_propagates_in_the_narrower_kernels(isa):
+    """The same NaN rule in the portable and AVX2 CPU kernels (a subprocess: ATen reads
+    ATEN_CPU_CAPABILITY once). Their exp (ATen's exp_u20) does not carry NaN through, so the
+    softmax's NaN check after the max is what makes the loss NaN there; the AVX-512 exp carries it."""
+    import os
+    import platform
+    import subprocess
+    import sys
+    from symfocal import _build
+    if isa != "default" and platform.machine() != "x86_64":
+        pytest.skip(f"{isa} kernels are x86's")
+    built = (_build.read_info() or {}).get("cpu_isas", ["portable", "avx2", "avx512"])
+    if isa != "default" and isa not in built:
+        pytest.skip(f"this build has the {', '.join(built)} CPU kernels")
+    code = (
+        "import torch, symfocal; from symfocal import _ops;"
+        f"assert _ops.build_info()['cpu_isa'] == '{isa}', _ops.build_info();"
+        "g = torch.Generator().manual_seed(3);"
+        "x = torch.randn(1, 9, 9, 6, generator=g); x[0, 2, 5, 1] = float('nan');"
+        "t = torch.randint(0, 6, (1, 9, 9), generator=g);"
+        "assert all(torch.isnan(symfocal.sym_softmax_focal_loss(x, t, mode=m)) for m in ['sum', 'none']);"
+        "y = torch.randn(1, 9, 9, generator=g); y[0, 2, 5] = float('nan');"
+        "assert torch.isnan(symfocal.sym_focal_loss(y, torch.rand(1, 9, 9, generator=g) < 0.3, mode='none'));"
+        "print('ok')"
+    )
+    env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
