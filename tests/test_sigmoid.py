@@ -106,6 +106,22 @@ def test_non_contiguous_inputs():
             compare_with_reference(x, t, mode=mode, reduction="none")
 
 
+@pytest.mark.parametrize("mode", ["none", "upper"])
+def test_bool_target_views_in_the_streamed_modes(mode):
+    """float32 logits with bool targets take the hard-target stream, which reads a unit-stride bool
+    row as bytes where it lies: every layout of the target (rows another stride apart, unaligned, a
+    stride-0 batch, strided columns) against the reference."""
+    x, _ = random_inputs((4, 72, 72), dtype=torch.float32)
+    t = torch.rand(4, 72, 72, generator=torch.Generator().manual_seed(5)) < 0.2
+    for xv, tv in strided_views(x, t):
+        assert tv.dtype == torch.bool
+        compare_with_reference(xv, tv, mode=mode, reduction="mean")
+        compare_with_reference(xv, tv, mode=mode, reduction="none", min_separation=3)
+    # The logits contiguous and the target a view: the target's own strides, not the logits'.
+    wide = torch.rand(4, 72, 80, generator=torch.Generator().manual_seed(6)) < 0.2
+    compare_with_reference(x.contiguous(), wide[:, :, 4:76], mode=mode, reduction="mean")
+
+
 def test_lengths_shapes():
     x, t = random_inputs((2, 3, 30, 30), dtype=torch.float64)
     per_sample = torch.tensor([30, 12])
