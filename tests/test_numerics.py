@@ -10,8 +10,13 @@ from symfocal import reference
 EXTREMES = [0.0, 1e-8, 3.0, 17.0, 40.0, 100.0, 1e4, 65504.0]
 
 
-def _extreme_logits(dtype):
-    vals = torch.tensor(EXTREMES + [-v for v in EXTREMES], dtype=torch.float64)
+# Finite logits far past float16's range (float32 and float64 only): exp's range reduction must not
+# meet them (x - n ln 2 is meaningless once |x| passes 2^24: the AVX-512 exp flushes them to 0).
+HUGE = [0.0, 3.0, 1e20, 1e30]
+
+
+def _extreme_logits(dtype, extremes=EXTREMES):
+    vals = torch.tensor(extremes + [-v for v in extremes], dtype=torch.float64)
     n = vals.numel()
     # Every pair (a, b) of extremes appears as (x_ij, x_ji).
     x = vals[:, None].expand(n, n).clone()
@@ -23,17 +28,32 @@ def _extreme_logits(dtype):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
 @pytest.mark.parametrize("target", ["hard", "soft"])
 def test_finite_at_extremes(gamma, mode, dtype, target):
-    x = _extreme_logits(dtype).requires_grad_(True)
-    t = (torch.rand(x.shape) < 0.5).double() if target == "hard" else torch.rand(x.shape, dtype=torch.float64)
-    for reduction in ("mean", "none"):
-        loss = symfocal.sym_focal_loss(x, t, mode=mode, gamma=gamma, reduction=reduction, symmetry_weight=0.1,
+    _check_extremes(_extreme_logits(dtype), gamma, mode, dtype, target)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 2.0, 0.5])
+@pytest.mark.parametrize("mode", ["average", "pair", "upper", "none"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("target", ["hard", "soft"])
+def test_finite_at_huge_logits(gamma, mode, dtype, target):
+    _check_extremes(_extreme_logits(dtype, HUGE), gamma, mode, dtype, target)
+
+
+def _check_extremes(x, gamma, mode, dtype, target):
+    x = x.requires_grad_(True)
+    # Hard targets as bool (the hard-target formula), soft ones in float64.
+    t = (torch.rand(x.shape) < 0.5) if target == "hard" else torch.rand(x.shape, dtype=torch.float64)
+    # Without a penalty modes none and upper stream (their own loop, AVX-512 lanes); with one every
+    # mode goes by tile pairs.
+    for reduction, penalty in [("mean", 0.1), ("none", 0.1), ("mean", 0.0), ("none", 0.0)]:
+        loss = symfocal.sym_focal_loss(x, t, mode=mode, gamma=gamma, reduction=reduction, symmetry_weight=penalty,
                                        symmetry_penalty="huber")
         (g,) = torch.autograd.grad(loss.sum(), x)
         assert torch.isfinite(loss).all(), (loss, x)
         assert torch.isfinite(g).all()
 
         xr = x.detach().double().requires_grad_(True)
-        ref = reference.sym_focal_loss(xr, t, mode=mode, gamma=gamma, reduction=reduction, symmetry_weight=0.1,
+        ref = reference.sym_focal_loss(xr, t, mode=mode, gamma=gamma, reduction=reduction, symmetry_weight=penalty,
                                        symmetry_penalty="huber")
         (gr,) = torch.autograd.grad(ref.sum(), xr)
         rel = {torch.float16: 2e-3, torch.float32: 2e-5, torch.float64: 1e-8}[dtype]
