@@ -278,8 +278,9 @@ def test_softmax_bins_at_minus_inf_give_the_limits(softmax, mode, kind, gamma):
 @pytest.mark.parametrize("isa", ["default", "avx2"])
 def test_a_nan_logit_propagates_in_the_narrower_kernels(isa):
     """The same NaN rule in the portable and AVX2 CPU kernels (a subprocess: ATen reads
-    ATEN_CPU_CAPABILITY once). Their exp (ATen's exp_u20) does not carry NaN through, so the
-    softmax's NaN check after the max is what makes the loss NaN there; the AVX-512 exp carries it."""
+    ATEN_CPU_CAPABILITY once). ATen's exp_u20 clamps a NaN argument to a finite bound, and the
+    hard-target formula then weighs the cell's term by an exact 0: a float32 NaN logit came out as a
+    finite loss in the AVX2 stream until sf_exp carried NaN (engine/cpu/vec_math.h)."""
     import os
     import platform
     import subprocess

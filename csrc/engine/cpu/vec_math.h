@@ -10,7 +10,10 @@ using at::vec::Vectorized;
 
 template <typename T>
 inline Vectorized<T> sf_exp(const Vectorized<T>& x) {
-  return x.exp_u20();  // arguments are <= 0 here: 20-ulp-class accuracy is plenty
+  // Arguments are <= 0 here: 20-ulp-class accuracy is plenty. exp_u20 clamps its argument with
+  // min/max, which turn a NaN into the clamp's bound: a NaN logit would come out finite (and, in the
+  // hard-target formula, weighted by an exact 0). NaN stays NaN (SPEC.md, "Non-finite logits").
+  return Vectorized<T>::blendv(x.exp_u20(), x, x != x);
 }
 template <typename T>
 inline Vectorized<T> sf_log(const Vectorized<T>& x) {

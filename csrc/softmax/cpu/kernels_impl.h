@@ -189,7 +189,7 @@ SoftmaxNorm<acc_t> softmax_exps(acc_t* z, acc_t* p, int bins, int padded) {
   Vec mx = Vec::loadu(z);
   for (int o = W; o < padded; o += W) mx = sf_max(mx, Vec::loadu(z + o));
   const acc_t m_scalar = lane_max(as_aten(mx));
-  // A NaN logit makes every probability and log probability NaN (ATen's exp_u20 does not carry NaN through).
+  // A NaN logit makes every probability and log probability NaN (said at once; sf_exp carries NaN too).
   if (m_scalar != m_scalar) {
     for (int o = 0; o < padded; o += W) Vec(m_scalar).store(p + o);
     return {m_scalar, m_scalar, m_scalar, m_scalar};
